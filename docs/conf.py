@@ -1,0 +1,92 @@
+"""Sphinx configuration for the crossomics documentation."""
+
+import warnings
+from datetime import date
+from importlib.metadata import version as package_version
+from pathlib import Path
+
+# sphinx-autodoc-typehints 3.6 calls a Sphinx API deprecated for Sphinx 10, once per docstring
+warnings.filterwarnings("ignore", message=r".*set_application' is deprecated")
+
+ROOT = Path(__file__).parent.parent
+
+project = "crossomics"
+author = "crossomics developers"
+copyright = f"{date.today().year}, {author}"
+release = package_version("crossomics")
+version = ".".join(release.split(".")[:2])
+
+# no sphinx.ext.intersphinx: the build machines have no network access to fetch inventories
+extensions = [
+    "myst_nb",
+    "sphinx.ext.autodoc",
+    "sphinx.ext.autosummary",
+    "sphinx.ext.napoleon",
+    "sphinx.ext.mathjax",
+    "sphinx.ext.viewcode",
+    "sphinx_autodoc_typehints",
+]
+
+source_suffix = {".rst": "restructuredtext", ".md": "myst-nb", ".ipynb": "myst-nb"}
+master_doc = "index"
+exclude_patterns = ["_build", "**.ipynb_checkpoints", "jupyter_execute"]
+templates_path = ["_templates"]
+
+# MyST / notebooks: tutorials are committed with outputs and not executed during the build (for now)
+myst_enable_extensions = ["dollarmath", "amsmath", "colon_fence", "deflist"]
+myst_heading_anchors = 3
+nb_execution_mode = "off"
+
+# API reference: one generated page per public object, driven by each module's __all__
+autosummary_generate = True
+autosummary_ignore_module_all = False
+autosummary_imported_members = False
+autodoc_member_order = "bysource"
+autodoc_default_options = {"members": True, "inherited-members": False, "show-inheritance": False}
+napoleon_google_docstring = False
+napoleon_numpy_docstring = True
+napoleon_use_rtype = True
+napoleon_use_param = True
+typehints_defaults = "comma"
+always_document_param_types = False
+
+try:
+    import sphinx_book_theme  # noqa: F401
+
+    html_theme = "sphinx_book_theme"
+    html_theme_options = {"show_toc_level": 2, "home_page_in_toc": True}
+except ImportError:
+    html_theme = "alabaster"
+html_title = f"crossomics {release}"
+html_static_path: list[str] = []
+
+
+# Pages that include files from outside docs/ which may not exist yet; a missing file must not
+# break the warning-free build, so the includes are added while the page is read.
+CHANGELOG = ROOT / "CHANGELOG.md"
+BENCHMARK_RESULTS = ROOT / "benchmarks" / "results"
+
+
+def _changelog() -> str:
+    if CHANGELOG.exists():
+        return "```{include} ../CHANGELOG.md\n```\n"
+    return "# Changelog\n\nNo changes recorded yet.\n"
+
+
+def _benchmark_tables() -> str:
+    return "".join(
+        f"\n## {table.stem.replace('_', ' ')}\n\n"
+        f"```{{include}} ../benchmarks/results/{table.name}\n:heading-offset: 2\n```\n"
+        for table in sorted(BENCHMARK_RESULTS.glob("*.md"))
+    )
+
+
+def _add_optional_includes(app, docname: str, source: list[str]) -> None:
+    if docname == "changelog":
+        source[0] += _changelog()
+    elif docname == "benchmarks":
+        source[0] += _benchmark_tables()
+
+
+def setup(app):
+    app.connect("source-read", _add_optional_includes)

@@ -1,0 +1,9 @@
+"""crossomics: scCross and MinNet single-cell multi-omics models for the scverse."""
+
+from importlib.metadata import version
+
+from . import datasets, metrics, pl, pp, tl
+
+__version__ = version("crossomics")
+
+__all__ = ["datasets", "metrics", "pl", "pp", "tl"]

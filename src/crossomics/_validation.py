@@ -1,0 +1,77 @@
+"""Input checks shared by preprocessing and models.
+
+Every check raises a ``ValueError`` that names the offending input and says how to fix it,
+and none of them modifies its argument.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+from anndata import AnnData
+
+
+def get_matrix(adata: AnnData, layer: str | None = None, name: str = "adata"):
+    """Return ``adata.layers[layer]`` (or ``adata.X``), raising a clear error if it is missing."""
+    if layer is None:
+        if adata.X is None:
+            raise ValueError(f"{name} has no .X; pass layer= naming the layer that holds the data")
+        return adata.X
+    if layer not in adata.layers:
+        raise ValueError(f"{name} has no layer {layer!r}; available layers: {list(adata.layers)}")
+    return adata.layers[layer]
+
+
+def _values(X) -> np.ndarray:
+    if sp.issparse(X):
+        return X.data
+    return np.asarray(X)
+
+
+def check_finite(X, name: str) -> None:
+    """Raise if ``X`` holds NaN or infinite values."""
+    values = _values(X)
+    if np.issubdtype(values.dtype, np.floating) and not np.isfinite(values).all():
+        n_bad = int((~np.isfinite(values)).sum())
+        raise ValueError(f"{name} has {n_bad} NaN/inf values; remove or impute them before use")
+
+
+def check_counts(X, name: str, hint: str = "") -> None:
+    """Raise if ``X`` is not a matrix of non-negative integer counts."""
+    check_finite(X, name)
+    values = _values(X)
+    if values.size and values.min() < 0:
+        raise ValueError(f"{name} has negative values; raw counts are required{hint}")
+    if np.issubdtype(values.dtype, np.floating) and values.size:
+        # checking a sample keeps this cheap on large matrices; non-integer data are never subtle
+        sample = values if values.size <= 1_000_000 else values[:: values.size // 1_000_000]
+        if not np.all(np.equal(np.mod(sample, 1), 0)):
+            raise ValueError(f"{name} has non-integer values; raw counts are required{hint}")
+
+
+def check_no_empty_cells(X, name: str) -> None:
+    """Raise if any row (cell) of ``X`` sums to zero."""
+    totals = np.asarray(X.sum(axis=1)).ravel()
+    empty = np.flatnonzero(totals == 0)
+    if empty.size:
+        raise ValueError(
+            f"{name} has {empty.size} cells with zero counts (first at row {empty[0]}); "
+            "filter them first, e.g. sc.pp.filter_cells(adata, min_counts=1)"
+        )
+
+
+def is_count_matrix(X) -> bool:
+    """True when ``X`` holds only non-negative integers."""
+    try:
+        check_counts(X, "X")
+    except ValueError:
+        return False
+    return True
+
+
+def check_nonnegative(X, name: str, hint: str = "") -> None:
+    """Raise if ``X`` holds NaN, infinite or negative values."""
+    check_finite(X, name)
+    values = _values(X)
+    if values.size and values.min() < 0:
+        raise ValueError(f"{name} has negative values; non-negative data are required{hint}")

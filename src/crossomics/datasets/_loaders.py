@@ -1,0 +1,111 @@
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+import anndata as ad
+import mudata as md
+import pandas as pd
+
+_GENOMES = ("mm10", "hg38")
+
+
+def _data_path(*parts: str) -> Path:
+    path = Path(str(resources.files("crossomics.datasets").joinpath("data", *parts)))
+    if not path.exists():
+        raise FileNotFoundError(
+            f"bundled data file {path} is missing; reinstall crossomics (the data ship inside the package)"
+        )
+    return path
+
+
+def _read_mudata(filename: str) -> md.MuData:
+    # Without this mudata copies every modality column into mdata.obs as 'rna:...'.
+    with md.set_options(pull_on_update=False):
+        mdata = md.read_h5mu(_data_path(filename))
+    return mdata
+
+
+def mouse_motor_cortex() -> md.MuData:
+    """Adult mouse cerebral cortex, SNARE-seq (paired RNA + ATAC in the same nuclei).
+
+    10,309 cells; modality ``rna`` (1,677 genes) and ``atac`` (25,734 peaks, ``var`` columns
+    ``chrom``, ``chromStart``, ``chromEnd`` and ``linked_gene``). ``X`` holds raw int32 counts.
+    ``obs`` of each modality carries ``batch`` (12 libraries), ``cell_type`` (15) and
+    ``cell_subtype`` (23).
+
+    Source: Chen, Lake & Zhang, Nat Biotechnol 37 (2019), as processed by scMoMaT
+    (Zhang et al., Nat Commun 14, 2023); MIT licence.
+
+    Examples
+    --------
+    >>> import crossomics as co
+    >>> mdata = co.datasets.mouse_motor_cortex()
+    >>> mdata.mod["atac"].shape
+    (10309, 25734)
+    """
+    return _read_mudata("mop_snare2.h5mu")
+
+
+def bmmc_multiome() -> md.MuData:
+    """Human bone-marrow mononuclear cells, 10x Multiome starter subset (NeurIPS 2021).
+
+    500 paired cells; ``rna`` (600 genes) and ``atac`` (600 peaks named ``chr-start-end``).
+    ``obs``: ``cell_type`` (21) and ``batch`` (2 donors). Raw int32 counts. MIT licence.
+    """
+    return _read_mudata("bmmc_multiome_starter.h5mu")
+
+
+def bmmc_cite() -> md.MuData:
+    """Human bone-marrow mononuclear cells, CITE-seq starter subset (NeurIPS 2021).
+
+    600 paired cells; ``rna`` (1,000 genes) and ``adt`` (134 antibody-derived tags).
+    ``obs``: ``cell_type`` and ``batch``. Raw int32 counts. MIT licence.
+    """
+    return _read_mudata("bmmc_cite_starter.h5mu")
+
+
+def pbmc_ifnb() -> ad.AnnData:
+    """Kang et al. 2018 IFN-beta stimulated PBMC, 832-cell subset (RNA only).
+
+    ``obs``: ``condition`` (CTRL / STIM) and ``cell_type`` (6). 14,053 genes, raw int32
+    counts. MIT licence (seuratTools package).
+    """
+    return ad.read_h5ad(_data_path("kang_ifnb1k.h5ad"))
+
+
+def gene_annotation(genome: str) -> pd.DataFrame:
+    """Gene bodies for ``"mm10"`` or ``"hg38"``.
+
+    Returns a DataFrame indexed by unique gene symbol with columns ``chrom`` (UCSC style),
+    ``start`` (0-based), ``end`` (half-open) and ``strand`` (``+``/``-``).
+
+    Examples
+    --------
+    >>> ann = co.datasets.gene_annotation("mm10")
+    >>> ann.loc["Gapdh", ["chrom", "strand"]].tolist()
+    ['chr6', '-']
+    """
+    if genome not in _GENOMES:
+        raise ValueError(f"unknown genome {genome!r}; bundled annotations exist for {list(_GENOMES)}")
+    table = pd.read_csv(
+        _data_path("annotations", f"{genome}_genes.tsv.gz"),
+        sep="\t",
+        dtype={"chrom": str, "start": "int64", "end": "int64", "strand": str, "gene_name": str},
+    )
+    table = table.set_index("gene_name")
+    table.index.name = None
+    table.attrs["genome"] = genome
+    return table
+
+
+def go_biological_process() -> dict[str, list[str]]:
+    """GO Biological Process gene sets (human symbols), 6,482 sets of 10-499 genes.
+
+    Returns a dict mapping ``"GO:xxxxxxx term name"`` to its gene symbols, read with
+    :func:`crossomics.pp.read_gmt`. Built from org.Hs.eg.db / GO.db 3.16.0; CC BY 4.0.
+    For mouse data, :func:`crossomics.pp.gene_set_scores` matches symbols case-insensitively.
+    """
+    from crossomics.pp import read_gmt
+
+    return read_gmt(_data_path("genesets", "go_bp_human_10_500.gmt.gz"))

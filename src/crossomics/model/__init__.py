@@ -1,0 +1,4 @@
+from ._minnet import MINNET
+from ._sccross import SCCROSS
+
+__all__ = ["MINNET", "SCCROSS"]

@@ -1,0 +1,493 @@
+"""SCCROSS: the scCross model (Yang et al.) on scvi-tools."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+import torch
+from anndata import AnnData
+from mudata import MuData
+from scvi import settings
+from scvi.data import AnnDataManager, fields
+from scvi.data._manager import AnnDataManagerValidationCheck
+from scvi.model.base import BaseModelClass
+from scvi.train import TrainRunner
+
+from crossomics import pp
+from crossomics._validation import check_counts, check_finite, check_no_empty_cells, get_matrix
+from crossomics.model._sccross_generation import SCCROSSGenerationMixin
+from crossomics.model._sccross_inputs import (
+    feature_alignment,
+    fit_gene_set_features,
+    fit_projection,
+    fit_reference_graph,
+    infer_kind,
+    pair_rows,
+)
+from crossomics.module._sccross import SCCROSSModule
+from crossomics.nn._likelihoods import COUNT_LIKELIHOODS, LIKELIHOODS
+from crossomics.train._multimodal_data import MultiModalDataModule, batch_key, data_key
+from crossomics.train._sccross_plan import SCCROSSTrainingPlan
+
+logger = logging.getLogger(__name__)
+
+_KINDS = ("rna", "atac", "protein")
+_RESERVED = ("pairs",)
+
+
+def _per_modality(value, modalities: Sequence[str], name: str, default=None) -> dict:
+    """Expand a scalar or a mapping into ``{modality: value}``, rejecting unknown names."""
+    if isinstance(value, Mapping):
+        unknown = set(value) - set(modalities)
+        if unknown:
+            raise ValueError(f"{name} names modalities {sorted(unknown)} that are not in modalities={list(modalities)}")
+        return {m: value.get(m, default) for m in modalities}
+    return dict.fromkeys(modalities, value if value is not None else default)
+
+
+class SCCROSS(SCCROSSGenerationMixin, BaseModelClass):
+    """scCross: integration, cross-modal generation, simulation and perturbation of K >= 2 modalities.
+
+    Each modality has a VAE whose encoder input is a fixed projection of its counts (PCA for
+    RNA / protein, LSI for ATAC) convolved over a KNN graph and concatenated with gene-set scores.
+    Bidirectional aligners map every modality latent into one joint latent space, which the
+    latent discriminator D_z, the data discriminators D_ge and the common-gene MNN prior align.
+    Training has two stages (per-modality VAEs, then the joint model). See
+    :doc:`/concepts` and the paper (Yang et al., Genome Biology 2024).
+
+    Parameters
+    ----------
+    mdata
+        MuData registered with :meth:`setup_mudata`. Modalities may be paired, unpaired or
+        partly paired (``mdata.obsmap``); true pairs add an alignment term.
+    n_latent
+        Size of the modality latents and of the joint latent (paper: 50).
+    n_hidden, n_layers, dropout
+        Encoder / decoder MLP shape.
+    n_components
+        Components of each modality's fixed PCA / LSI projection.
+    n_graph_neighbors
+        Neighbours of the encoder's graph convolution (0 turns it off).
+    graph_self_weight
+        Weight of a cell's own projection in the graph convolution.
+    n_graph_reference
+        At most this many training cells form the graph-convolution reference.
+    gene_sets
+        Gene sets for the gene-set score features: ``"go_bp"`` (bundled GO Biological Process,
+        matched case-insensitively), a ``{name: [genes]}`` mapping, or ``None`` to turn them off.
+    n_gene_set_components
+        Components of the fixed PCA applied to the gene-set scores.
+    lambda_adversarial
+        Weight ``lambda_D`` of the discriminators (paper: 0.05).
+    lambda_mnn
+        Weight ``lambda_MNN`` of the MNN prior loss (paper: 0.04).
+    lambda_pairs
+        Weight of the alignment of truly paired cells.
+    prior_kwargs
+        Extra arguments of :func:`crossomics.pp.mnn_prior` (e.g. ``n_metacells``).
+
+    Examples
+    --------
+    >>> import crossomics as co
+    >>> mdata = co.datasets.mouse_motor_cortex()
+    >>> co.SCCROSS.setup_mudata(mdata, modalities=["rna", "atac"], gene_annotation="mm10")
+    >>> model = co.SCCROSS(mdata)
+    >>> model.train(max_epochs=50, pretrain_epochs=20)
+    >>> z_atac = model.get_latent_representation(modality="atac")
+    """
+
+    _module_cls = SCCROSSModule
+    _training_plan_cls = SCCROSSTrainingPlan
+    _skip_fitting = False
+
+    def __init__(
+        self,
+        mdata: MuData,
+        n_latent: int = 50,
+        n_hidden: int = 256,
+        n_layers: int = 2,
+        dropout: float = 0.2,
+        n_components: int = 50,
+        n_graph_neighbors: int = 15,
+        graph_self_weight: float = 0.5,
+        n_graph_reference: int = 20_000,
+        gene_sets: str | Mapping[str, Sequence[str]] | None = "go_bp",
+        n_gene_set_components: int = 20,
+        lambda_adversarial: float = 0.05,
+        lambda_mnn: float = 0.04,
+        lambda_pairs: float = 1.0,
+        prior_kwargs: dict | None = None,
+    ):
+        super().__init__(mdata)
+        setup = self.adata_manager.registry["setup_args"]
+        self.modalities_: list[str] = list(setup["modalities"])
+        self.likelihoods_: dict[str, str] = dict(setup["likelihoods"])
+        self.kinds_: dict[str, str] = dict(setup["kinds"])
+        self.feature_names_ = {m: mdata.mod[m].var_names.copy() for m in self.modalities_}
+        self.batch_categories_ = {
+            m: list(self.adata_manager.get_state_registry(batch_key(m))["categorical_mapping"])
+            for m in self.modalities_
+        }
+        seed = settings.seed or 0
+        sets = gene_sets
+        if isinstance(gene_sets, str):
+            if gene_sets != "go_bp":
+                raise ValueError(f"gene_sets={gene_sets!r}; pass 'go_bp', a {{name: genes}} mapping or None")
+            from crossomics.datasets import go_biological_process
+
+            sets = go_biological_process()
+        annotation = setup["gene_annotation"]
+        projections, graphs, gene_set_features = {}, {}, {}
+        for m in self.modalities_:
+            X = self.adata_manager.get_from_registry(data_key(m))
+            X = sp.csr_matrix(X) if sp.issparse(X) else np.asarray(X)
+            projections[m] = fit_projection(self.kinds_[m], self.likelihoods_[m], X, n_components, seed)
+            graphs[m] = fit_reference_graph(
+                projections[m], X, n_graph_neighbors, graph_self_weight, n_graph_reference, seed
+            )
+            gene_set_features[m] = fit_gene_set_features(
+                self.kinds_[m], mdata.mod[m], X, sets, annotation, n_gene_set_components, seed
+            )
+        self.module = self._module_cls(
+            modalities=self.modalities_,
+            n_features={m: len(self.feature_names_[m]) for m in self.modalities_},
+            n_batches={m: len(self.batch_categories_[m]) for m in self.modalities_},
+            likelihoods=self.likelihoods_,
+            projections=projections,
+            graph_convolutions=graphs,
+            gene_set_features=gene_set_features,
+            n_latent=n_latent,
+            n_hidden=n_hidden,
+            n_layers=n_layers,
+            dropout=dropout,
+            lambda_adversarial=lambda_adversarial,
+            lambda_mnn=lambda_mnn,
+            lambda_pairs=lambda_pairs,
+        )
+        self.mnn_prior_: dict[str, np.ndarray] | None = None
+        if not type(self)._skip_fitting:
+            self.mnn_prior_ = pp.mnn_prior(
+                mdata,
+                self.modalities_,
+                kinds=self.kinds_,
+                gene_annotation=annotation,
+                protein_to_gene=setup["protein_to_gene"],
+                layers=setup["layers"],
+                random_state=seed,
+                **(prior_kwargs or {}),
+            )
+        self._model_summary_string = (
+            f"SCCROSS: modalities={self.modalities_}, likelihoods={self.likelihoods_}, n_latent={n_latent}, "
+            f"gene-set features={[m for m in self.modalities_ if gene_set_features[m] is not None]}"
+        )
+        self.init_params_ = self._get_init_params(locals())
+
+    # ------------------------------------------------------------------ setup
+    @classmethod
+    def setup_mudata(
+        cls,
+        mdata: MuData,
+        modalities: Sequence[str],
+        layers: str | Mapping[str, str | None] | None = None,
+        likelihoods: str | Mapping[str, str] | None = None,
+        batch_keys: str | Mapping[str, str | None] | None = None,
+        kinds: Mapping[str, str] | None = None,
+        gene_annotation: str | pd.DataFrame | None = None,
+        protein_to_gene: Mapping[str, str] | None = None,
+        **kwargs,
+    ):
+        """Register a MuData for SCCROSS.
+
+        Every field lives on its own modality (``mod_key``), so unpaired and partly paired
+        MuData work. The inputs are validated before anything is registered: a failed check
+        leaves ``mdata`` untouched. Registration adds scvi-tools' ``_scvi_*`` columns to each
+        modality's ``.obs`` (as every scvi-tools model does).
+
+        Parameters
+        ----------
+        mdata
+            The MuData.
+        modalities
+            Names of the K >= 2 modalities to integrate (keys of ``mdata.mod``).
+        layers
+            Layer holding the data, for all modalities (str) or per modality (mapping);
+            ``None`` uses ``.X``.
+        likelihoods
+            ``"nb"`` (default; paper), ``"zinb"``, ``"bernoulli"`` (binarised ATAC), ``"ziln"``
+            (methylation-like) or ``"normal"`` (continuous data), for all or per modality.
+            Count likelihoods need non-negative integer data.
+        batch_keys
+            ``.obs`` column of batch labels, for all or per modality. Decoders get batch-specific
+            scale, bias and dispersion (paper eq. 33-35).
+        kinds
+            What each modality holds (``"rna"``, ``"atac"`` or ``"protein"``): chooses the input
+            projection and the common-gene view of the MNN prior. Inferred from the modality
+            names (``rna``/``gex``, ``atac``/``peaks``, ``adt``/``protein``) when not given.
+        gene_annotation
+            Genome (``"mm10"``/``"hg38"``) or gene-body table, needed when a modality is ATAC
+            (gene activity for the MNN prior and the gene-set features).
+        protein_to_gene
+            Antibody -> gene symbol table for protein modalities (default: name matching).
+        """
+        setup_method_args = cls._get_setup_method_args(**locals())
+        modalities = list(modalities)
+        if len(modalities) < 2:
+            raise ValueError(f"SCCROSS integrates at least 2 modalities; got modalities={modalities}")
+        unknown = [m for m in modalities if m not in mdata.mod]
+        if unknown:
+            raise ValueError(f"modalities {unknown} are not in the MuData; it has {list(mdata.mod)}")
+        for m in modalities:
+            if ":" in m or m in _RESERVED:
+                raise ValueError(f"modality name {m!r} is reserved or contains ':'; rename it in mdata.mod")
+        layers = _per_modality(layers, modalities, "layers")
+        likelihoods = _per_modality(likelihoods, modalities, "likelihoods", default="nb")
+        batch_keys = _per_modality(batch_keys, modalities, "batch_keys")
+        kinds = _per_modality(kinds, modalities, "kinds")
+        for m in modalities:
+            adata = mdata.mod[m]
+            kinds[m] = kinds[m] or infer_kind(m, adata)
+            if kinds[m] not in _KINDS:
+                raise ValueError(f"kinds[{m!r}]={kinds[m]!r}; choose one of {list(_KINDS)}")
+            if likelihoods[m] not in LIKELIHOODS:
+                raise ValueError(f"likelihoods[{m!r}]={likelihoods[m]!r}; choose one of {list(LIKELIHOODS)}")
+            if kinds[m] == "atac" and gene_annotation is None:
+                raise ValueError(
+                    f"modality {m!r} is ATAC: pass gene_annotation='mm10'/'hg38' (or a gene-body table) "
+                    "so peaks can be mapped to genes for the MNN prior"
+                )
+            X = get_matrix(adata, layers[m], name=f"modality {m!r}")
+            where = f"modality {m!r} " + (f"layer {layers[m]!r}" if layers[m] else ".X")
+            check_finite(X, where)
+            if likelihoods[m] in COUNT_LIKELIHOODS:
+                check_counts(
+                    X,
+                    where,
+                    hint=f"; the {likelihoods[m]!r} likelihood needs raw counts (pass likelihoods={{{m!r}: 'normal'}} "
+                    "for normalised data)",
+                )
+                check_no_empty_cells(X, where)
+            if batch_keys[m] is not None and batch_keys[m] not in adata.obs:
+                raise ValueError(f"batch key {batch_keys[m]!r} is not a column of mdata.mod[{m!r}].obs")
+        if gene_annotation is not None and isinstance(gene_annotation, str):
+            from crossomics.datasets import gene_annotation as load_annotation
+
+            load_annotation(gene_annotation)  # fails early on an unknown genome
+        setup_method_args["setup_args"].update(
+            modalities=modalities, layers=layers, likelihoods=likelihoods, batch_keys=batch_keys, kinds=kinds
+        )
+        anndata_fields = []
+        for m in modalities:
+            anndata_fields.append(
+                fields.MuDataLayerField(
+                    data_key(m),
+                    layers[m],
+                    mod_key=m,
+                    is_count_data=likelihoods[m] in COUNT_LIKELIHOODS,
+                    mod_required=True,
+                )
+            )
+            anndata_fields.append(fields.MuDataCategoricalObsField(batch_key(m), batch_keys[m], mod_key=m))
+        adata_manager = AnnDataManager(
+            fields=anndata_fields,
+            setup_method_args=setup_method_args,
+            validation_checks=AnnDataManagerValidationCheck(check_fully_paired_mudata=False),
+        )
+        adata_manager.register_fields(mdata, **kwargs)
+        cls.register_manager(adata_manager)
+
+    @classmethod
+    def setup_anndata(cls, adata: AnnData, **kwargs):
+        """Not supported: SCCROSS needs several modalities; use :meth:`setup_mudata`."""
+        raise NotImplementedError("SCCROSS integrates several modalities; build a MuData and call setup_mudata")
+
+    # ------------------------------------------------------------------ training
+    def train(
+        self,
+        max_epochs: int = 100,
+        pretrain_epochs: int | None = None,
+        batch_size: int = 256,
+        lr: float = 2e-3,
+        accelerator: str = "auto",
+        devices: int | list[int] | str = "auto",
+        validation_size: float = 0.1,
+        early_stopping: bool = False,
+        early_stopping_patience: int = 8,
+        plan_kwargs: dict | None = None,
+        **trainer_kwargs,
+    ):
+        """Train both stages.
+
+        Parameters
+        ----------
+        max_epochs
+            Total epochs of both stages. An epoch is one pass over the largest modality.
+        pretrain_epochs
+            Epochs of stage 1 (per-modality VAEs) at the start of ``max_epochs``; default 40%.
+        batch_size
+            Cells per modality per step.
+        lr
+            RMSprop learning rate of the generator (and of the discriminators unless
+            ``plan_kwargs["discriminator_lr"]`` is set).
+        accelerator, devices
+            Passed to Lightning (``accelerator="gpu"`` trains on a GPU with no other change).
+        validation_size
+            Fraction of each modality's cells held out to compute ``validation_loss``.
+        early_stopping
+            End a stage when ``validation_loss`` stops improving for ``early_stopping_patience``
+            epochs (stage 1 hands over to stage 2; stage 2 ends training).
+        plan_kwargs
+            Extra arguments of :class:`~crossomics.train.SCCROSSTrainingPlan`.
+        **trainer_kwargs
+            Passed to :class:`scvi.train.Trainer` (e.g. ``enable_progress_bar=False``).
+        """
+        if pretrain_epochs is None:
+            pretrain_epochs = int(round(0.4 * max_epochs))
+        if not 0 <= pretrain_epochs <= max_epochs:
+            raise ValueError(f"pretrain_epochs={pretrain_epochs} must lie in [0, max_epochs={max_epochs}]")
+        mdata = self.adata
+        if self.mnn_prior_ is None:
+            raise RuntimeError("this model has no MNN prior (it was loaded without training data state)")
+        rows = {m: np.arange(mdata.mod[m].n_obs) for m in self.modalities_}
+        pairs = pair_rows({m: np.asarray(mdata.obsmap[m]) for m in self.modalities_}, self.modalities_)
+        data_module = MultiModalDataModule(
+            self.adata_manager,
+            rows=rows,
+            priors={m: np.asarray(self.mnn_prior_[m], dtype=np.float32) for m in self.modalities_},
+            pairs=pairs,
+            batch_size=batch_size,
+            validation_size=validation_size,
+            seed=settings.seed or 0,
+        )
+        plan_kwargs = {"lr": lr, **(plan_kwargs or {})}
+        training_plan = self._training_plan_cls(
+            self.module,
+            pretrain_epochs=pretrain_epochs,
+            early_stopping=early_stopping,
+            patience=early_stopping_patience,
+            **plan_kwargs,
+        )
+        trainer_kwargs.setdefault("check_val_every_n_epoch", 1)
+        if data_module.n_val == 0:
+            trainer_kwargs["limit_val_batches"] = 0
+        runner = TrainRunner(
+            self,
+            training_plan=training_plan,
+            data_splitter=data_module,
+            max_epochs=max_epochs,
+            accelerator=accelerator,
+            devices=devices,
+            **trainer_kwargs,
+        )
+        self.n_pairs_ = {f"{h}:{j}": len(r[0]) for (h, j), r in pairs.items()}
+        return runner()
+
+    @classmethod
+    def load(cls, dir_path: str, adata: MuData | None = None, **kwargs):
+        """Load a saved model; the fitted transforms, prior and weights come from the file.
+
+        See :meth:`scvi.model.base.BaseModelClass.load` for the arguments.
+        """
+        cls._skip_fitting = True
+        try:
+            return super().load(dir_path, adata=adata, **kwargs)
+        finally:
+            cls._skip_fitting = False
+
+    # ------------------------------------------------------------------ data access
+    def _check_modality(self, modality: str) -> None:
+        if modality not in self.modalities_:
+            raise ValueError(f"unknown modality {modality!r}; this model has {self.modalities_}")
+
+    def _modality_data(
+        self, modality: str, adata: AnnData | None = None, indices: Sequence[int] | None = None
+    ) -> tuple[sp.csr_matrix | np.ndarray, AnnData, np.ndarray]:
+        """Data matrix (training feature order), the AnnData it came from and batch codes.
+
+        ``adata=None`` uses the registered modality; a query AnnData must have the training
+        features (any order) in the registered layer. Batches unseen in training fall back to
+        the first training batch (only decoders use batches).
+        """
+        self._check_modality(modality)
+        layer = self.adata_manager.registry["setup_args"]["layers"][modality]
+        key = self.adata_manager.registry["setup_args"]["batch_keys"][modality]
+        if adata is None:
+            source = self.adata.mod[modality]
+            X = self.adata_manager.get_from_registry(data_key(modality))
+            codes = np.asarray(self.adata_manager.get_from_registry(batch_key(modality))).ravel()
+        else:
+            if isinstance(adata, MuData):
+                raise ValueError(f"pass the {modality!r} AnnData (e.g. mdata.mod[{modality!r}]), not a MuData")
+            source = adata
+            X = get_matrix(adata, layer, name=f"query {modality!r} data")
+            order = feature_alignment(self.feature_names_[modality], adata.var_names, f"query {modality!r} data")
+            if order is not None:
+                X = X[:, order]
+            where = f"query {modality!r} data"
+            check_finite(X, where)
+            if self.likelihoods_[modality] in COUNT_LIKELIHOODS:
+                check_counts(X, where, hint=f"; the model's {self.likelihoods_[modality]!r} likelihood needs raw counts")
+                check_no_empty_cells(X, where)
+            categories = pd.Index(self.batch_categories_[modality])
+            if key is not None and key in adata.obs:
+                codes = categories.get_indexer(adata.obs[key].astype(str))
+                if (codes < 0).any():
+                    logger.warning("query batches not seen in training are decoded as batch %r", categories[0])
+                codes = np.where(codes < 0, 0, codes)
+            else:
+                codes = np.zeros(adata.n_obs, dtype=np.int64)
+        X = sp.csr_matrix(X) if sp.issparse(X) else np.asarray(X)
+        if indices is not None:
+            indices = np.asarray(indices)
+            X, codes, source = X[indices], codes[indices], source[indices]
+        return X, source, codes
+
+    def _batches(self, X, batch_size: int | None):
+        step = batch_size or settings.batch_size
+        for start in range(0, X.shape[0], step):
+            chunk = X[start : start + step]
+            dense = chunk.toarray() if sp.issparse(chunk) else np.asarray(chunk)
+            yield torch.as_tensor(dense, dtype=torch.float32, device=self.device)
+
+    @torch.inference_mode()
+    def get_latent_representation(
+        self,
+        modality: str,
+        adata: AnnData | None = None,
+        indices: Sequence[int] | None = None,
+        give_mean: bool = True,
+        batch_size: int | None = None,
+    ) -> np.ndarray:
+        """Joint latent ``z`` of the cells of one modality.
+
+        Parameters
+        ----------
+        modality
+            Which modality's encoder to use.
+        adata
+            ``None`` for the registered cells (rows of ``mdata.mod[modality]``), or a query
+            AnnData of that modality with the training features (through the stored transform).
+        indices
+            Subset of rows.
+        give_mean
+            Posterior means (deterministic); ``False`` draws one sample.
+        batch_size
+            Cells per forward pass.
+
+        Returns
+        -------
+        Array of shape ``(n_cells, n_latent)`` aligned to the modality's ``obs_names``.
+
+        Examples
+        --------
+        >>> z = model.get_latent_representation(modality="atac")
+        >>> mdata.mod["atac"].obsm["X_sccross"] = z
+        """
+        self._check_if_trained(warn=True)
+        X, _, _ = self._modality_data(modality, adata, indices)
+        self.module.eval()
+        out = [self.module.encode(modality, x, sample=not give_mean)["z"].cpu().numpy() for x in self._batches(X, batch_size)]
+        return np.concatenate(out) if out else np.zeros((0, self.module.n_latent), dtype=np.float32)

@@ -1,0 +1,154 @@
+"""Fitting the fixed first layer of each SCCROSS encoder (architecture decision 3).
+
+Projections (PCA for RNA-like counts, LSI for ATAC, standardised PCA for continuous data),
+the reference graph for the graph convolution, and gene-set score features are fitted here once
+from the training data and handed to the module as buffers.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from anndata import AnnData
+
+from crossomics import pp
+from crossomics.nn._likelihoods import COUNT_LIKELIHOODS
+from crossomics.nn._transforms import (
+    GeneSetScores,
+    LogNormalizedPCA,
+    ReferenceGraphConvolution,
+    StandardizedPCA,
+    TfidfLSI,
+)
+
+logger = logging.getLogger(__name__)
+
+_RNA, _ATAC, _PROTEIN = "rna", "atac", "protein"
+
+
+def fit_projection(kind: str, likelihood: str, X, n_components: int, seed: int):
+    """Fit the modality's projection: LSI for ATAC counts, PCA of log-normalised counts for
+    other count data, PCA of standardised values for continuous data."""
+    n_components = int(min(n_components, X.shape[1] - 1, X.shape[0] - 1))
+    if likelihood in COUNT_LIKELIHOODS or likelihood == "nb":
+        if kind == _ATAC:
+            fit = pp.fit_lsi(X, n_components=n_components, random_state=seed)
+            return TfidfLSI(fit.components, fit.idf, fit.component_mean, fit.component_std, fit.scale)
+        fit = pp.fit_pca(X, n_components=n_components, random_state=seed)
+        return LogNormalizedPCA(fit.components, fit.mean, fit.std, fit.target_sum, fit.clip_value)
+    return StandardizedPCA.fit(X, n_components, seed)
+
+
+def fit_reference_graph(projection, X, n_neighbors: int, self_weight: float, n_reference: int, seed: int):
+    """Store the projections of (at most ``n_reference``) training cells as the graph reference."""
+    import torch
+
+    rng = np.random.default_rng(seed)
+    rows = np.sort(rng.choice(X.shape[0], size=min(n_reference, X.shape[0]), replace=False))
+    with torch.no_grad():
+        reference = np.concatenate(
+            [projection(_dense_tensor(X[chunk])).numpy() for chunk in np.array_split(rows, max(1, len(rows) // 2048))]
+        )
+    return ReferenceGraphConvolution(reference, n_neighbors=min(n_neighbors, len(rows)), self_weight=self_weight)
+
+
+def fit_gene_set_features(
+    kind: str,
+    adata: AnnData,
+    X,
+    gene_sets: dict[str, list[str]] | None,
+    annotation,
+    n_components: int,
+    seed: int,
+) -> GeneSetScores | None:
+    """Gene-set score features for RNA (expression) and ATAC (gene activity); ``None`` otherwise.
+
+    Proteins have no gene-level view with enough genes for gene sets, and a modality with no
+    set reaching the minimum size gets no gene-set features (logged).
+    """
+    if gene_sets is None or kind == _PROTEIN:
+        return None
+    feature_to_gene = None
+    gene_names = adata.var_names
+    if kind == _ATAC:
+        if annotation is None:
+            return None
+        feature_to_gene, gene_names = pp.peak_to_gene_matrix(adata, annotation)
+    membership, set_names = pp.gene_set_membership(gene_names, gene_sets)
+    if len(set_names) < 2:
+        logger.info("no gene set has enough genes of this modality; gene-set features are skipped")
+        return None
+    scorer = GeneSetScores(membership, np.zeros((0, len(set_names))), np.zeros(len(set_names)), np.ones(len(set_names)), feature_to_gene)
+    import torch
+
+    with torch.no_grad():
+        scores = np.concatenate(
+            [scorer.scores(_dense_tensor(X[chunk])).numpy() for chunk in _chunks(X.shape[0])]
+        )
+    mean = scores.mean(0)
+    std = scores.std(0)
+    std[std < 1e-6] = 1.0
+    standardized = (scores - mean) / std
+    n_components = int(min(n_components, standardized.shape[1] - 1, standardized.shape[0] - 1))
+    _, _, vt = np.linalg.svd(standardized - standardized.mean(0), full_matrices=False)
+    # a fixed sign convention keeps refits identical
+    signs = np.sign(vt[:n_components, np.abs(vt[:n_components]).argmax(1)].diagonal())
+    components = vt[:n_components] * signs[:, None]
+    return GeneSetScores(membership, components, mean, std, feature_to_gene)
+
+
+def _chunks(n_rows: int, size: int = 2048):
+    return [slice(i, min(i + size, n_rows)) for i in range(0, n_rows, size)]
+
+
+def _dense_tensor(X):
+    import torch
+
+    dense = X.toarray() if sp.issparse(X) else np.asarray(X)
+    return torch.as_tensor(dense, dtype=torch.float32)
+
+
+def infer_kind(modality: str, adata: AnnData) -> str:
+    """Guess whether a modality holds RNA, ATAC or protein data from its name or features."""
+    name = modality.lower()
+    if any(tag in name for tag in ("atac", "peak", "chromatin")):
+        return _ATAC
+    if any(tag in name for tag in ("adt", "prot", "cite", "antibod")):
+        return _PROTEIN
+    if any(tag in name for tag in ("rna", "gex", "gene", "expr")):
+        return _RNA
+    try:
+        pp.parse_peaks(adata)
+    except ValueError:
+        raise ValueError(
+            f"cannot tell what modality {modality!r} holds; pass kinds={{{modality!r}: 'rna'|'atac'|'protein'}}"
+        ) from None
+    return _ATAC
+
+
+def pair_rows(obsmap: dict[str, np.ndarray], modalities: list[str]) -> dict[tuple[str, str], tuple[np.ndarray, np.ndarray]]:
+    """Rows of truly paired cells for every modality pair, from ``mdata.obsmap`` (1-based, 0 = absent)."""
+    pairs = {}
+    for i, h in enumerate(modalities):
+        for j in modalities[i + 1 :]:
+            both = (obsmap[h] > 0) & (obsmap[j] > 0)
+            if both.any():
+                pairs[(h, j)] = (obsmap[h][both] - 1, obsmap[j][both] - 1)
+    return pairs
+
+
+def feature_alignment(reference: pd.Index, query: pd.Index, name: str) -> np.ndarray | None:
+    """Column order that maps ``query`` features onto the training features (``None`` if identical)."""
+    if reference.equals(query):
+        return None
+    missing = reference.difference(query)
+    if len(missing) or len(query) != len(reference):
+        raise ValueError(
+            f"{name} has different features from the training data: {len(missing)} of "
+            f"{len(reference)} training features are missing (e.g. {list(missing[:3])}) and it has "
+            f"{len(query)} features; subset or reorder it to the training var_names"
+        )
+    return query.get_indexer(reference)

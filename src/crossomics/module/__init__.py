@@ -1,0 +1,3 @@
+from ._minnet import MINNETModule
+
+__all__: list[str] = ["MINNETModule"]

@@ -1,0 +1,270 @@
+"""The scCross network: per-modality VAEs, bidirectional aligners, D_z and D_ge."""
+
+from __future__ import annotations
+
+import itertools
+
+import torch
+import torch.nn.functional as F
+from scvi.module.base import BaseModuleClass, LossOutput
+from torch import nn
+
+from crossomics.nn._layers import Discriminator, GaussianEncoder, kl_standard_normal, mlp, reparameterize
+from crossomics.nn._likelihoods import BatchAffineLikelihood
+
+X_KEY, BATCH_KEY, PRIOR_KEY = "x", "batch", "prior"
+
+
+class SCCROSSModule(BaseModuleClass):
+    """Torch module of :class:`crossomics.SCCROSS`.
+
+    A batch is a dict ``{modality: {"x": counts, "batch": codes, "prior": mnn_prior_rows}}``
+    plus, when cells are truly paired, ``{"pairs": {(h, j): {h: {...}, j: {...}}}}`` with row
+    ``i`` of ``h`` and ``j`` the same cell.
+
+    Losses follow the paper with GLUE's normalisation (scCross builds on GLUE, and its loss
+    weights assume it): the reconstruction term is the negative log-likelihood averaged over
+    cells *and* features, and each KL term is divided by the modality's number of features.
+
+    Parameters
+    ----------
+    modalities
+        Modality names, in the order of the D_z classes.
+    n_features, n_batches, likelihoods
+        Per-modality feature counts, batch counts and likelihood names.
+    projections
+        Per-modality fixed input projections (PCA / LSI modules with ``n_output``).
+    graph_convolutions
+        Per-modality :class:`~crossomics.nn.ReferenceGraphConvolution` applied to the projection.
+    gene_set_features
+        Per-modality :class:`~crossomics.nn.GeneSetScores` or ``None``.
+    n_latent
+        Size of the modality latents ``z_k`` and of the joint latent ``z`` (paper: 50).
+    n_hidden, n_layers, dropout
+        Encoder / decoder MLP shape.
+    lambda_adversarial
+        Weight ``lambda_D`` of the discriminator terms (paper: 0.05).
+    lambda_mnn
+        Weight of the common-gene MNN prior loss (paper: 0.04).
+    lambda_pairs
+        Weight of the squared distance between joint latents of truly paired cells.
+    """
+
+    def __init__(
+        self,
+        modalities: list[str],
+        n_features: dict[str, int],
+        n_batches: dict[str, int],
+        likelihoods: dict[str, str],
+        projections: dict[str, nn.Module],
+        graph_convolutions: dict[str, nn.Module],
+        gene_set_features: dict[str, nn.Module | None],
+        n_latent: int = 50,
+        n_hidden: int = 256,
+        n_layers: int = 2,
+        dropout: float = 0.2,
+        lambda_adversarial: float = 0.05,
+        lambda_mnn: float = 0.04,
+        lambda_pairs: float = 1.0,
+    ):
+        super().__init__()
+        self.modalities = list(modalities)
+        self.n_features = dict(n_features)
+        self.n_latent = n_latent
+        self.lambda_adversarial = lambda_adversarial
+        self.lambda_mnn = lambda_mnn
+        self.lambda_pairs = lambda_pairs
+        self.projection = nn.ModuleDict(projections)
+        self.graph = nn.ModuleDict(graph_convolutions)
+        self.gene_sets = nn.ModuleDict({m: g for m, g in gene_set_features.items() if g is not None})
+        self.encoder = nn.ModuleDict()
+        self.decoder = nn.ModuleDict()
+        self.likelihood = nn.ModuleDict()
+        self.aligner_encoder = nn.ModuleDict()
+        self.aligner_decoder = nn.ModuleDict()
+        self.data_discriminator = nn.ModuleDict()
+        for m in self.modalities:
+            n_projection = projections[m].n_output
+            n_input = n_projection + (self.gene_sets[m].n_output if m in self.gene_sets else 0)
+            self.encoder[m] = GaussianEncoder(n_input, n_latent, n_hidden, n_layers, dropout)
+            self.decoder[m] = mlp(n_latent, n_hidden, n_layers, dropout=0.0)
+            self.likelihood[m] = BatchAffineLikelihood(n_hidden, n_features[m], n_batches[m], likelihoods[m])
+            self.aligner_encoder[m] = GaussianEncoder(n_latent, n_latent, n_hidden, 1, dropout=0.0)
+            self.aligner_decoder[m] = GaussianEncoder(n_latent, n_latent, n_hidden, 1, dropout=0.0)
+            # D_ge judges a reduced view (the fixed projection), never the raw 100k-peak space
+            self.data_discriminator[m] = Discriminator(n_projection, 1)
+        self.latent_discriminator = Discriminator(n_latent, len(self.modalities))
+
+    # ------------------------------------------------------------------ parameter groups
+    def generator_parameters(self):
+        """Parameters of encoders, decoders and aligners (optimised by the VAE optimiser)."""
+        groups = [self.encoder, self.decoder, self.likelihood, self.aligner_encoder, self.aligner_decoder]
+        return itertools.chain.from_iterable(g.parameters() for g in groups)
+
+    def discriminator_parameters(self):
+        """Parameters of D_z and every D_ge."""
+        return itertools.chain(self.latent_discriminator.parameters(), self.data_discriminator.parameters())
+
+    # ------------------------------------------------------------------ building blocks
+    def encoder_input(self, modality: str, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Fixed first layer: projection, graph convolution and gene-set scores (eq. 2)."""
+        projected = self.projection[modality](x)
+        features = self.graph[modality](projected)
+        if modality in self.gene_sets:
+            features = torch.cat([features, self.gene_sets[modality](x)], dim=-1)
+        return features, projected
+
+    def encode(self, modality: str, x: torch.Tensor, sample: bool = True) -> dict[str, torch.Tensor]:
+        """``x -> z_k -> z`` (eq. 2-3 and 10-11). ``sample=False`` uses posterior means."""
+        features, projected = self.encoder_input(modality, x)
+        zk_mean, zk_log_var = self.encoder[modality](features)
+        zk = reparameterize(zk_mean, zk_log_var) if sample else zk_mean
+        z_mean, z_log_var = self.aligner_encoder[modality](zk)
+        z = reparameterize(z_mean, z_log_var) if sample else z_mean
+        return {
+            "projected": projected,
+            "zk": zk,
+            "zk_mean": zk_mean,
+            "zk_log_var": zk_log_var,
+            "z": z,
+            "z_mean": z_mean,
+            "z_log_var": z_log_var,
+        }
+
+    def decode_modality_latent(self, modality: str, zk: torch.Tensor, batch: torch.Tensor, library: torch.Tensor):
+        """Likelihood parameters of ``x_k`` given ``z_k`` (eq. 5-7, 33-35)."""
+        return self.likelihood[modality].params(self.decoder[modality](zk), batch, library)
+
+    def decode(self, modality: str, z: torch.Tensor, batch: torch.Tensor, library: torch.Tensor, sample: bool = True):
+        """``z -> z_k -> x_k`` (eq. 12-14): likelihood parameters plus the aligner outputs."""
+        zk_mean, zk_log_var = self.aligner_decoder[modality](z)
+        zk = reparameterize(zk_mean, zk_log_var) if sample else zk_mean
+        return self.decode_modality_latent(modality, zk, batch, library), zk_mean, zk_log_var
+
+    # ------------------------------------------------------------------ scvi-tools interface
+    def _get_inference_input(self, tensors):
+        return {"tensors": tensors}
+
+    def _get_generative_input(self, tensors, inference_outputs):
+        return {"tensors": tensors, "inference_outputs": inference_outputs}
+
+    def inference(self, tensors, sample: bool = True):
+        return {m: self.encode(m, tensors[m][X_KEY], sample) for m in self.modalities if m in tensors}
+
+    def generative(self, tensors, inference_outputs):
+        out = {}
+        for m, enc in inference_outputs.items():
+            library = tensors[m][X_KEY].sum(-1)
+            out[m] = self.decode(m, enc["z"], tensors[m][BATCH_KEY], library)[0]
+        return out
+
+    def loss(self, tensors, inference_outputs, generative_outputs, stage: int = 2) -> LossOutput:
+        losses = self.generator_losses(tensors, stage, inference_outputs)
+        return LossOutput(loss=losses["loss"], reconstruction_loss=losses["reconstruction"])
+
+    @torch.inference_mode()
+    def sample(self, tensors, n_samples: int = 1):
+        inference_outputs = self.inference(tensors)
+        generative_outputs = self.generative(tensors, inference_outputs)
+        return {m: self.likelihood[m].sample(p) for m, p in generative_outputs.items()}
+
+    # ------------------------------------------------------------------ losses
+    def _reconstruction(self, modality: str, x: torch.Tensor, params: dict) -> torch.Tensor:
+        return -self.likelihood[modality].log_prob(x, params).mean() / self.n_features[modality]
+
+    def _kl(self, modality: str, mean: torch.Tensor, log_var: torch.Tensor) -> torch.Tensor:
+        return kl_standard_normal(mean, log_var).mean() / self.n_features[modality]
+
+    def generator_losses(self, tensors: dict, stage: int, encoded: dict | None = None) -> dict:
+        """Losses of the generator (encoders, decoders, aligners) for one step.
+
+        Stage 1 (eq. 23) is the per-modality ELBO with ``x -> z_k -> x``. Stage 2 (eq. 17, 22,
+        25) reconstructs through the joint space ``x -> z_k -> z -> z_k -> x``, adds the
+        aligner ELBO on ``z_k``, the MNN prior loss over every modality pair and, for truly
+        paired cells, the distance of their joint latents. Adversarial terms are added by
+        :meth:`adversarial_losses`. Returns a dict of scalar tensors with key ``"loss"``.
+        """
+        present = [m for m in self.modalities if m in tensors]
+        encoded = encoded if encoded is not None else self.inference(tensors)
+        reconstruction = torch.zeros((), device=self.device)
+        kl = torch.zeros((), device=self.device)
+        for m in present:
+            x, batch = tensors[m][X_KEY], tensors[m][BATCH_KEY]
+            enc = encoded[m]
+            library = x.sum(-1)
+            kl = kl + self._kl(m, enc["zk_mean"], enc["zk_log_var"])
+            if stage == 1:
+                params = self.decode_modality_latent(m, enc["zk"], batch, library)
+            else:
+                params, zk_mean, zk_log_var = self.decode(m, enc["z"], batch, library)
+                kl = kl + self._kl(m, enc["z_mean"], enc["z_log_var"])
+                latent_nll = 0.5 * (((enc["zk"] - zk_mean) ** 2) / torch.exp(zk_log_var) + zk_log_var).sum(-1)
+                reconstruction = reconstruction + latent_nll.mean() / self.n_features[m]
+            reconstruction = reconstruction + self._reconstruction(m, x, params)
+        out = {"reconstruction": reconstruction, "kl": kl}
+        loss = reconstruction + kl
+        if stage == 2:
+            out["mnn"] = self.mnn_loss({m: encoded[m]["z"] for m in present}, {m: tensors[m][PRIOR_KEY] for m in present})
+            loss = loss + self.lambda_mnn * out["mnn"]
+            if tensors.get("pairs"):
+                out["pairs"] = self.pair_loss(tensors["pairs"])
+                loss = loss + self.lambda_pairs * out["pairs"]
+        out["loss"] = loss
+        return out
+
+    @staticmethod
+    def mnn_loss(joint: dict[str, torch.Tensor], prior: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Eq. 22: squared difference of cosine similarities, over all modality pairs.
+
+        Averaged over the ``B_h x B_j`` entries of each pair's similarity matrix (the paper's
+        Frobenius norm divided by the number of entries, so the weight is batch-size free).
+        """
+        total = torch.zeros((), device=next(iter(joint.values())).device)
+        for h, j in itertools.permutations(joint, 2):
+            latent_similarity = F.normalize(joint[h], dim=-1) @ F.normalize(joint[j], dim=-1).T
+            prior_similarity = F.normalize(prior[h], dim=-1) @ F.normalize(prior[j], dim=-1).T
+            total = total + ((latent_similarity - prior_similarity) ** 2).mean()
+        return total
+
+    def pair_loss(self, pairs: dict) -> torch.Tensor:
+        """Mean squared distance between the joint latents of truly paired cells."""
+        total = torch.zeros((), device=self.device)
+        for (h, j), tensors in pairs.items():
+            z_h = self.encode(h, tensors[h][X_KEY])["z"]
+            z_j = self.encode(j, tensors[j][X_KEY])["z"]
+            total = total + ((z_h - z_j) ** 2).sum(-1).mean() / self.n_latent
+        return total
+
+    def adversarial_losses(self, tensors: dict, encoded: dict, detach: bool) -> torch.Tensor:
+        """Discriminator cross-entropies ``L_D = L_Dz + L_Dge`` (eq. 18-20).
+
+        D_z classifies the modality of joint latents. Each D_ge_k separates the projection of
+        real ``x_k`` from the projection of ``x_k`` generated from the joint latents of the other
+        modalities' cells (cross-modal generation, the paper's purpose for D_ge). Generated data
+        enter as the likelihood mean, so the generator receives D_ge's gradient. With
+        ``detach=True`` the generator is cut off (discriminator step).
+        """
+        present = [m for m in self.modalities if m in tensors]
+        z = {m: encoded[m]["z"].detach() if detach else encoded[m]["z"] for m in present}
+        logits = self.latent_discriminator(torch.cat([z[m] for m in present]))
+        labels = torch.cat(
+            [torch.full((z[m].shape[0],), self.modalities.index(m), device=logits.device) for m in present]
+        )
+        loss = F.cross_entropy(logits, labels)
+        if len(present) < 2:
+            return loss
+        for k in present:
+            sources = torch.cat([z[m] for m in present if m != k])
+            real_batch = tensors[k][BATCH_KEY].view(-1)
+            batch = real_batch[torch.randint(len(real_batch), (len(sources),), device=sources.device)]
+            library = torch.full((len(sources),), 1e4, device=sources.device)
+            params, _, _ = self.decode(k, sources, batch, library)
+            generated = self.likelihood[k].mean(params)
+            if detach:
+                generated = generated.detach()
+            real_projection = encoded[k]["projected"].detach()
+            fake_projection = self.projection[k](generated)
+            scores = self.data_discriminator[k](torch.cat([real_projection, fake_projection])).squeeze(-1)
+            targets = torch.cat([torch.ones(len(real_projection)), torch.zeros(len(fake_projection))]).to(scores)
+            loss = loss + F.binary_cross_entropy_with_logits(scores, targets) / len(present)
+        return loss

@@ -1,0 +1,170 @@
+"""Fixed (non-trainable) input transforms stored in the module as buffers.
+
+They are fitted once on the training data (see :mod:`crossomics.pp`) and then applied
+identically at training, inference, generation and perturbation, so a perturbed or query cell
+goes through exactly the same first layer as the training cells (architecture decision 3).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from torch import nn
+
+_TOTAL_FLOOR = 1e-12
+
+
+def _buffer(value) -> torch.Tensor:
+    return torch.as_tensor(np.asarray(value, dtype=np.float32))
+
+
+class LogNormalizedPCA(nn.Module):
+    """``standardise(log1p(x / total * target_sum)) @ components.T`` with clipping.
+
+    Matches :class:`crossomics.pp.PCATransform.transform` numerically.
+    """
+
+    def __init__(self, components, feature_mean, feature_std, target_sum: float = 1e4, clip: float = 10.0):
+        super().__init__()
+        self.register_buffer("components", _buffer(components))
+        self.register_buffer("feature_mean", _buffer(feature_mean))
+        self.register_buffer("feature_std", _buffer(feature_std))
+        self.target_sum = float(target_sum)
+        self.clip = float(clip)
+
+    @property
+    def n_output(self) -> int:
+        return self.components.shape[0]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        total = x.sum(-1, keepdim=True).clamp_min(_TOTAL_FLOOR)
+        logged = torch.log1p(x / total * self.target_sum)
+        scaled = ((logged - self.feature_mean) / self.feature_std).clamp(-self.clip, self.clip)
+        return scaled @ self.components.T
+
+
+class TfidfLSI(nn.Module):
+    """LSI: ``standardise(log1p(x / total * idf * scale) @ components.T)``.
+
+    Matches :class:`crossomics.pp.LSITransform.transform` numerically.
+    """
+
+    def __init__(self, components, idf, output_mean, output_std, scale: float = 1e4):
+        super().__init__()
+        self.register_buffer("components", _buffer(components))
+        self.register_buffer("idf", _buffer(idf))
+        self.register_buffer("output_mean", _buffer(output_mean))
+        self.register_buffer("output_std", _buffer(output_std))
+        self.scale = float(scale)
+
+    @property
+    def n_output(self) -> int:
+        return self.components.shape[0]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        total = x.sum(-1, keepdim=True).clamp_min(_TOTAL_FLOOR)
+        tfidf = torch.log1p(x / total * self.idf * self.scale)
+        return (tfidf @ self.components.T - self.output_mean) / self.output_std
+
+
+class SparseLinearMap(nn.Module):
+    """Multiplication by a fixed sparse matrix (features x outputs), kept as COO buffers."""
+
+    def __init__(self, matrix: sp.spmatrix):
+        super().__init__()
+        coo = sp.coo_matrix(matrix)
+        self.register_buffer("rows", torch.as_tensor(coo.row.astype(np.int64)))
+        self.register_buffer("cols", torch.as_tensor(coo.col.astype(np.int64)))
+        self.register_buffer("values", _buffer(coo.data))
+        self.shape = coo.shape
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        transposed = torch.sparse_coo_tensor(
+            torch.stack([self.cols, self.rows]), self.values, (self.shape[1], self.shape[0])
+        )
+        return torch.sparse.mm(transposed, x.T).T
+
+
+class GeneSetScores(nn.Module):
+    """Gene-set score features (paper eq. 1), reduced by a fixed PCA.
+
+    ``x`` (counts) -> optional peak-to-gene map (gene activity) -> ``log1p`` normalisation ->
+    mean over each set's genes -> standardise -> projection on ``components``.
+    """
+
+    def __init__(self, membership: sp.spmatrix, components, score_mean, score_std, feature_to_gene=None):
+        super().__init__()
+        sizes = np.asarray(membership.sum(axis=0)).ravel()
+        self.set_mean = SparseLinearMap(sp.csr_matrix(membership) @ sp.diags(1.0 / np.maximum(sizes, 1)))
+        self.feature_to_gene = None if feature_to_gene is None else SparseLinearMap(feature_to_gene)
+        self.register_buffer("components", _buffer(components))
+        self.register_buffer("score_mean", _buffer(score_mean))
+        self.register_buffer("score_std", _buffer(score_std))
+
+    @property
+    def n_output(self) -> int:
+        return self.components.shape[0]
+
+    def scores(self, x: torch.Tensor) -> torch.Tensor:
+        genes = x if self.feature_to_gene is None else self.feature_to_gene(x)
+        total = genes.sum(-1, keepdim=True).clamp_min(_TOTAL_FLOOR)
+        return self.set_mean(torch.log1p(genes / total * 1e4))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return ((self.scores(x) - self.score_mean) / self.score_std) @ self.components.T
+
+
+class ReferenceGraphConvolution(nn.Module):
+    """One fixed graph-convolution step over a stored reference KNN graph (SGC-style).
+
+    A cell's input ``p`` (its projection) is mixed with the mean projection of its ``k``
+    nearest reference cells: ``self_weight * p + (1 - self_weight) * mean_kNN(p)``. The
+    reference is a fixed sample of training-cell projections, so the operation is defined for
+    any cell (training, query, generated or perturbed) and gives the same result for a cell
+    wherever it comes from (architecture decision 4). ``n_neighbors=0`` disables it.
+    """
+
+    def __init__(self, reference, n_neighbors: int = 15, self_weight: float = 0.5):
+        super().__init__()
+        self.register_buffer("reference", _buffer(reference))
+        self.n_neighbors = int(n_neighbors)
+        self.self_weight = float(self_weight)
+
+    def forward(self, p: torch.Tensor) -> torch.Tensor:
+        if self.n_neighbors == 0:
+            return p
+        distances = torch.cdist(p, self.reference)
+        neighbours = distances.topk(self.n_neighbors, dim=1, largest=False).indices
+        return self.self_weight * p + (1 - self.self_weight) * self.reference[neighbours].mean(1)
+
+
+class StandardizedPCA(nn.Module):
+    """``clip((x - mean) / std) @ components.T`` for continuous (already normalised) data."""
+
+    def __init__(self, components, feature_mean, feature_std, clip: float = 10.0):
+        super().__init__()
+        self.register_buffer("components", _buffer(components))
+        self.register_buffer("feature_mean", _buffer(feature_mean))
+        self.register_buffer("feature_std", _buffer(feature_std))
+        self.clip = float(clip)
+
+    @classmethod
+    def fit(cls, X, n_components: int, seed: int = 0) -> StandardizedPCA:
+        """Fit means, standard deviations and the top principal axes of ``X``."""
+        from sklearn.utils.extmath import randomized_svd
+
+        dense = np.asarray(X.toarray() if sp.issparse(X) else X, dtype=np.float64)
+        mean = dense.mean(0)
+        std = dense.std(0)
+        std[std < 1e-6] = 1.0
+        scaled = np.clip((dense - mean) / std, -10, 10)
+        _, _, vt = randomized_svd(scaled - scaled.mean(0), n_components, random_state=seed)
+        return cls(vt, mean, std)
+
+    @property
+    def n_output(self) -> int:
+        return self.components.shape[0]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return ((x - self.feature_mean) / self.feature_std).clamp(-self.clip, self.clip) @ self.components.T

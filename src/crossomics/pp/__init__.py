@@ -1,0 +1,31 @@
+"""Preprocessing: fixed PCA/LSI input transforms, gene activity, gene sets and the MNN prior.
+
+Every function leaves its inputs unchanged unless its docstring names the slot it writes
+(``obsm[key_added]`` and the like).
+"""
+
+from ._common_genes import common_gene_views
+from ._gene_activity import gene_activity
+from ._gene_sets import gene_set_membership, gene_set_scores, read_gmt
+from ._input_transforms import LSITransform, PCATransform, fit_lsi, fit_pca, lsi
+from ._mnn import mnn_correct
+from ._mnn_prior import metacell_labels, mnn_prior
+from ._peaks import parse_peaks, peak_to_gene_matrix
+
+__all__ = [
+    "LSITransform",
+    "PCATransform",
+    "common_gene_views",
+    "fit_lsi",
+    "fit_pca",
+    "gene_activity",
+    "gene_set_membership",
+    "gene_set_scores",
+    "lsi",
+    "metacell_labels",
+    "mnn_correct",
+    "mnn_prior",
+    "parse_peaks",
+    "peak_to_gene_matrix",
+    "read_gmt",
+]

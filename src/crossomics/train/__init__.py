@@ -1,0 +1,3 @@
+from ._minnet import MINNETTrainingPlan
+
+__all__: list[str] = ["MINNETTrainingPlan"]

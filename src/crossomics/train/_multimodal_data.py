@@ -1,0 +1,174 @@
+"""Minibatches for unpaired, paired and partly paired modalities.
+
+scvi-tools' ``DataSplitter`` indexes one table of cells; an unpaired MuData has one table per
+modality. Each modality therefore gets its own loader over its own rows, and Lightning's
+``CombinedLoader`` (``max_size_cycle``) draws one batch from every modality per step, so small
+modalities are cycled rather than starved. Truly paired cells (``mdata.obsmap``) get an extra
+loader that yields the same cells in every modality of a pair.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from lightning.pytorch import LightningDataModule
+from lightning.pytorch.utilities import CombinedLoader
+from scvi.data import AnnDataManager
+from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
+
+from crossomics.module._sccross import BATCH_KEY, PRIOR_KEY, X_KEY
+
+PAIRS_KEY = "pairs"
+_PAIR_PREFIX = "pairs:"
+
+
+def data_key(modality: str) -> str:
+    """Registry key of a modality's data matrix."""
+    return f"X_{modality}"
+
+
+def batch_key(modality: str) -> str:
+    """Registry key of a modality's batch codes."""
+    return f"batch_{modality}"
+
+
+class ModalityRows(Dataset):
+    """Rows of one modality as ``{"x", "batch", "prior"}`` dicts, fetched a minibatch at a time."""
+
+    def __init__(self, manager: AnnDataManager, modality: str, prior: np.ndarray | None):
+        self.modality = modality
+        self.table = manager.create_torch_dataset(
+            data_and_attributes={data_key(modality): np.float32, batch_key(modality): np.int64}
+        )
+        self.prior = prior
+
+    def __len__(self) -> int:
+        return len(self.table)
+
+    def __getitem__(self, rows):
+        rows = np.sort(np.asarray(rows))
+        fetched = self.table[rows]
+        item = {X_KEY: fetched[data_key(self.modality)], BATCH_KEY: fetched[batch_key(self.modality)]}
+        if self.prior is not None:
+            item[PRIOR_KEY] = self.prior[rows]
+        return item
+
+
+class _PairRows(Dataset):
+    """The same cells in two modalities: index ``i`` gives row ``rows_h[i]`` and ``rows_j[i]``."""
+
+    def __init__(self, first: ModalityRows, second: ModalityRows, rows_first, rows_second):
+        self.first, self.second = first, second
+        self.rows_first, self.rows_second = np.asarray(rows_first), np.asarray(rows_second)
+
+    def __len__(self) -> int:
+        return len(self.rows_first)
+
+    def __getitem__(self, positions):
+        positions = np.asarray(positions)
+        order_first = np.argsort(self.rows_first[positions])
+        # both tables return rows sorted, so re-sort the partner rows into the same cell order
+        first = self.first[self.rows_first[positions]]
+        second_rows = self.rows_second[positions][order_first]
+        second_order = np.argsort(np.argsort(second_rows))
+        second = self.second[second_rows]
+        second = {k: v[second_order] for k, v in second.items()}
+        return {self.first.modality: first, self.second.modality: second}
+
+
+def _batched_loader(dataset: Dataset, indices: np.ndarray, batch_size: int, shuffle: bool, seed: int) -> DataLoader:
+    class _Indexed(Dataset):
+        def __len__(self):
+            return len(indices)
+
+        def __getitem__(self, positions):
+            return dataset[indices[np.asarray(positions)]]
+
+    source = _Indexed()
+    generator = torch.Generator().manual_seed(seed)
+    sampler = RandomSampler(source, generator=generator) if shuffle else SequentialSampler(source)
+    batches = BatchSampler(sampler, batch_size=min(batch_size, len(indices)), drop_last=False)
+    return DataLoader(source, sampler=batches, batch_size=None, num_workers=0)
+
+
+class MultiModalDataModule(LightningDataModule):
+    """Train / validation loaders for every modality (and every truly paired modality pair).
+
+    Parameters
+    ----------
+    manager
+        The model's :class:`~scvi.data.AnnDataManager` over the MuData.
+    rows
+        Per modality, the rows of ``mdata.mod[m]`` to use.
+    priors
+        Per modality, the MNN prior of all rows of ``mdata.mod[m]`` (or ``None``).
+    pairs
+        ``{(h, j): (rows_h, rows_j)}`` for truly paired cells.
+    batch_size
+        Cells per modality per step.
+    validation_size
+        Fraction of each modality's rows held out for validation (and early stopping).
+    seed
+        Seed of the split and of the shuffling.
+    """
+
+    def __init__(
+        self,
+        manager: AnnDataManager,
+        rows: dict[str, np.ndarray],
+        priors: dict[str, np.ndarray | None],
+        pairs: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] | None = None,
+        batch_size: int = 256,
+        validation_size: float = 0.1,
+        seed: int = 0,
+    ):
+        super().__init__()
+        self.batch_size = batch_size
+        self.seed = seed
+        self.datasets = {m: ModalityRows(manager, m, priors.get(m)) for m in rows}
+        rng = np.random.default_rng(seed)
+        self.train_rows, self.validation_rows = {}, {}
+        for m, r in rows.items():
+            shuffled = rng.permutation(np.asarray(r))
+            n_validation = int(round(validation_size * len(shuffled))) if len(shuffled) >= 20 else 0
+            self.validation_rows[m] = np.sort(shuffled[:n_validation])
+            self.train_rows[m] = np.sort(shuffled[n_validation:])
+        self.pairs = {}
+        for (h, j), (rows_h, rows_j) in (pairs or {}).items():
+            keep = np.isin(rows_h, self.train_rows[h]) & np.isin(rows_j, self.train_rows[j])
+            if keep.any():
+                self.pairs[(h, j)] = _PairRows(self.datasets[h], self.datasets[j], rows_h[keep], rows_j[keep])
+        self.n_train = int(sum(len(r) for r in self.train_rows.values()))
+        self.n_val = int(sum(len(r) for r in self.validation_rows.values()))
+
+    def train_dataloader(self):
+        loaders = {
+            m: _batched_loader(self.datasets[m], r, self.batch_size, True, self.seed + i)
+            for i, (m, r) in enumerate(self.train_rows.items())
+        }
+        for i, ((h, j), ds) in enumerate(self.pairs.items()):
+            loaders[f"{_PAIR_PREFIX}{h}:{j}"] = _batched_loader(
+                ds, np.arange(len(ds)), self.batch_size, True, self.seed + 100 + i
+            )
+        return CombinedLoader(loaders, mode="max_size_cycle")
+
+    def val_dataloader(self):
+        loaders = {
+            m: _batched_loader(self.datasets[m], r, self.batch_size, False, self.seed)
+            for m, r in self.validation_rows.items()
+            if len(r)
+        }
+        if not loaders:
+            return []
+        return CombinedLoader(loaders, mode="max_size_cycle")
+
+
+def nest_pairs(batch: dict) -> dict:
+    """Gather the flat ``"pairs:h:j"`` entries of a combined batch under ``batch["pairs"]``."""
+    nested = {k: v for k, v in batch.items() if not k.startswith(_PAIR_PREFIX)}
+    pairs = {
+        tuple(k[len(_PAIR_PREFIX) :].split(":", 1)): v for k, v in batch.items() if k.startswith(_PAIR_PREFIX)
+    }
+    if pairs:
+        nested[PAIRS_KEY] = pairs
+    return nested

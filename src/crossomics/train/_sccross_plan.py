@@ -1,0 +1,134 @@
+"""Two-stage adversarial training of the scCross module (paper eq. 23-25)."""
+
+from __future__ import annotations
+
+import math
+
+import lightning.pytorch as pl
+import torch
+
+from crossomics.module._sccross import SCCROSSModule
+from crossomics.train._multimodal_data import nest_pairs
+
+
+class SCCROSSTrainingPlan(pl.LightningModule):
+    """Lightning plan with manual optimisation: one VAE optimiser, one discriminator optimiser.
+
+    Stage 1 (epochs ``< pretrain_epochs``) trains each modality's VAE alone (eq. 23). Stage 2
+    adds the aligners, the discriminators D_z / D_ge and the MNN prior (eq. 24-25). Each stage-2
+    step runs the generator forward once: the discriminators are updated on detached outputs,
+    then the generator is updated against the refreshed discriminators.
+
+    Both optimisers are RMSprop without momentum, as in the paper, for stable adversarial
+    training.
+
+    Early stopping (``patience`` epochs without a relative improvement of ``min_delta`` in the
+    logged ``validation_loss``) ends stage 1 early and then ends training; the monitored loss is
+    always the current stage's generator loss without the adversarial terms, which rise and fall
+    by design and would make a poor stopping signal.
+    """
+
+    def __init__(
+        self,
+        module: SCCROSSModule,
+        pretrain_epochs: int,
+        lr: float = 2e-3,
+        discriminator_lr: float | None = None,
+        weight_decay: float = 0.0,
+        gradient_clip: float = 5.0,
+        early_stopping: bool = False,
+        patience: int = 8,
+        min_delta: float = 1e-3,
+    ):
+        super().__init__()
+        self.module = module
+        self.automatic_optimization = False
+        self.pretrain_epochs = pretrain_epochs
+        self.lr = lr
+        self.discriminator_lr = discriminator_lr if discriminator_lr is not None else lr
+        self.weight_decay = weight_decay
+        self.gradient_clip = gradient_clip
+        self.early_stopping = early_stopping
+        self.patience = patience
+        self.min_delta = min_delta
+        self.stage_two_start: int | None = None
+        self._best = math.inf
+        self._best_stage = 1
+        self._epochs_without_improvement = 0
+        self._validation_losses: list[torch.Tensor] = []
+
+    @property
+    def stage(self) -> int:
+        """1 while pre-training the per-modality VAEs, 2 once the joint stage has begun."""
+        start = self.pretrain_epochs if self.stage_two_start is None else self.stage_two_start
+        return 2 if self.current_epoch >= start else 1
+
+    def configure_optimizers(self):
+        generator = torch.optim.RMSprop(
+            self.module.generator_parameters(), lr=self.lr, weight_decay=self.weight_decay, momentum=0.0
+        )
+        discriminator = torch.optim.RMSprop(
+            self.module.discriminator_parameters(), lr=self.discriminator_lr, weight_decay=self.weight_decay
+        )
+        return [generator, discriminator]
+
+    def _step_optimizer(self, optimizer, loss: torch.Tensor) -> None:
+        optimizer.zero_grad(set_to_none=True)
+        self.manual_backward(loss)
+        self.clip_gradients(optimizer, gradient_clip_val=self.gradient_clip, gradient_clip_algorithm="norm")
+        optimizer.step()
+
+    def training_step(self, batch, batch_idx):
+        tensors = nest_pairs(batch)
+        generator_optimizer, discriminator_optimizer = self.optimizers()
+        stage = self.stage
+        encoded = self.module.inference(tensors)
+        if stage == 2:
+            discriminator_loss = self.module.lambda_adversarial * self.module.adversarial_losses(
+                tensors, encoded, detach=True
+            )
+            self._step_optimizer(discriminator_optimizer, discriminator_loss)
+            self.log("train_discriminator_loss", discriminator_loss, on_epoch=True, on_step=False)
+        losses = self.module.generator_losses(tensors, stage, encoded)
+        loss = losses["loss"]
+        if stage == 2:
+            adversarial = self.module.adversarial_losses(tensors, encoded, detach=False)
+            loss = loss - self.module.lambda_adversarial * adversarial
+        # the discriminators must not move during the generator step
+        discriminator_optimizer.zero_grad(set_to_none=True)
+        self._step_optimizer(generator_optimizer, loss)
+        n_cells = sum(v["x"].shape[0] for k, v in tensors.items() if k != "pairs")
+        for name, value in losses.items():
+            self.log(f"train_{name}", value, on_epoch=True, on_step=False, batch_size=n_cells)
+        self.log("stage", float(stage), on_epoch=True, on_step=False)
+
+    def validation_step(self, batch, batch_idx):
+        tensors = nest_pairs(batch)
+        losses = self.module.generator_losses(tensors, self.stage)
+        self._validation_losses.append(losses["loss"].detach())
+        n_cells = sum(v["x"].shape[0] for v in tensors.values())
+        self.log("validation_loss", losses["loss"], on_epoch=True, on_step=False, batch_size=n_cells)
+
+    def on_validation_epoch_end(self):
+        if not self._validation_losses or self.trainer.sanity_checking:
+            self._validation_losses.clear()
+            return
+        value = float(torch.stack(self._validation_losses).mean())
+        self._validation_losses.clear()
+        if not self.early_stopping:
+            return
+        if self.stage != self._best_stage:
+            # losses of the two stages are not comparable: restart the patience count
+            self._best, self._best_stage, self._epochs_without_improvement = math.inf, self.stage, 0
+        if value < self._best - self.min_delta * abs(self._best):
+            self._best = value
+            self._epochs_without_improvement = 0
+            return
+        self._epochs_without_improvement += 1
+        if self._epochs_without_improvement < self.patience:
+            return
+        if self.stage == 1:
+            # stage 1 has converged: move on to the joint stage at the next epoch
+            self.stage_two_start = self.current_epoch + 1
+        else:
+            self.trainer.should_stop = True
