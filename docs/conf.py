@@ -32,7 +32,7 @@ master_doc = "index"
 exclude_patterns = ["_build", "**.ipynb_checkpoints", "jupyter_execute"]
 templates_path = ["_templates"]
 
-# MyST / notebooks: tutorials are committed with outputs and not executed during the build (for now)
+# MyST and notebooks; notebooks are not executed during the build (for now)
 myst_enable_extensions = ["dollarmath", "amsmath", "colon_fence", "deflist"]
 myst_heading_anchors = 3
 nb_execution_mode = "off"
@@ -42,12 +42,17 @@ autosummary_generate = True
 autosummary_ignore_module_all = False
 autosummary_imported_members = False
 autodoc_member_order = "bysource"
-autodoc_default_options = {"members": True, "inherited-members": False, "show-inheritance": False}
+autodoc_default_options = {"members": True}
 napoleon_google_docstring = False
 napoleon_numpy_docstring = True
 napoleon_use_rtype = True
 napoleon_use_param = True
 typehints_defaults = "comma"
+# show array aliases by name instead of expanding numpy's long ArrayLike union
+autodoc_type_aliases = {
+    "ArrayLike": "numpy.typing.ArrayLike",
+    "Matrix": "numpy.typing.ArrayLike | scipy.sparse.spmatrix",
+}
 always_document_param_types = False
 
 try:

@@ -3,7 +3,8 @@
 from importlib.metadata import version
 
 from . import datasets, metrics, pl, pp, tl
+from .model import MINNET, SCCROSS
 
 __version__ = version("crossomics")
 
-__all__ = ["datasets", "metrics", "pl", "pp", "tl"]
+__all__ = ["MINNET", "SCCROSS", "datasets", "metrics", "pl", "pp", "tl"]

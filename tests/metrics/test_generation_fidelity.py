@@ -56,6 +56,16 @@ def test_row_blocks_give_the_same_result(pair, monkeypatch):
     assert blocked[2] == pytest.approx(whole[2], rel=1e-12)
 
 
+def test_integer_and_float32_inputs_match_float64():
+    rng = np.random.default_rng(7)
+    counts = rng.poisson(2.0, size=(40, 30))
+    generated = rng.poisson(2.0, size=counts.shape).astype(np.float32)
+    as_float = generation_fidelity(counts.astype(float), generated.astype(float))
+    for real in (counts.astype(np.int32), sp.csr_matrix(counts.astype(np.int32))):
+        for key, value in generation_fidelity(real, generated).items():
+            assert value == pytest.approx(as_float[key], rel=1e-6)
+
+
 def test_constant_profiles_give_nan():
     real = np.array([[1.0, 0.0, 2.0], [3.0, 0.0, 1.0], [0.0, 0.0, 0.0]])
     generated = np.array([[2.0, 1.0, 0.0], [1.0, 2.0, 1.0], [1.0, 1.0, 2.0]])

@@ -86,12 +86,12 @@ def generation_fidelity(
 
 
 def _binarize(matrix):
+    """``matrix > 0`` as booleans (one byte per entry; metrics convert blocks to float as needed)."""
     if sp.issparse(matrix):
-        out = matrix.copy()
-        out.data = (out.data > 0).astype(np.float64)
+        out = matrix > 0
         out.eliminate_zeros()
         return out
-    return (matrix > 0).astype(np.float64)
+    return matrix > 0
 
 
 def _log_normalize(matrix, name: str, target_sum: float = 1e4):
@@ -102,7 +102,7 @@ def _log_normalize(matrix, name: str, target_sum: float = 1e4):
             f"{name} has negative values, so it is not counts; pass log_normalize=False for data "
             "that are already normalised"
         )
-    totals = np.asarray(matrix.sum(axis=1)).ravel()
+    totals = np.asarray(matrix.sum(axis=1), dtype=np.float64).ravel()
     scale = np.divide(target_sum, totals, out=np.zeros_like(totals), where=totals > 0)
     if sp.issparse(matrix):
         out = sp.csr_matrix(sp.diags(scale) @ matrix)

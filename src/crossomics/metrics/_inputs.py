@@ -34,16 +34,18 @@ def as_embedding(x: ArrayLike, name: str) -> np.ndarray:
 
 
 def as_matrix(x: Matrix, name: str) -> np.ndarray | sp.csr_matrix:
-    """Return ``x`` as a 2-D float64 dense array or CSR matrix, keeping sparse input sparse."""
-    if sp.issparse(x):
-        out = sp.csr_matrix(x, dtype=np.float64)
-        values = out.data
-    else:
-        out = np.asarray(x, dtype=np.float64)
-        values = out
+    """Return ``x`` as a 2-D numeric dense array or CSR matrix without copying when possible.
+
+    Sparse input stays sparse and numeric dtypes are kept, so large float32 or integer matrices
+    are not duplicated; the metrics convert one block of rows at a time to float64.
+    """
+    out = sp.csr_matrix(x) if sp.issparse(x) else np.asarray(x)
+    if out.dtype.kind not in "biuf":
+        out = out.astype(np.float64)
     if out.ndim != 2:
         raise ValueError(f"{name} must be 2-D (cells x features), got shape {out.shape}")
-    if not np.isfinite(values).all():
+    values = out.data if sp.issparse(out) else out
+    if values.dtype.kind == "f" and not np.isfinite(values).all():
         raise ValueError(f"{name} has NaN or infinite values")
     return out
 
@@ -83,5 +85,5 @@ def iter_row_blocks(a, b) -> Iterator[tuple[slice, np.ndarray, np.ndarray]]:
 
 def _dense_copy(block) -> np.ndarray:
     if sp.issparse(block):
-        return block.toarray()
+        block = block.toarray()
     return np.array(block, dtype=np.float64)

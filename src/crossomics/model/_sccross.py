@@ -44,7 +44,9 @@ def _per_modality(value, modalities: Sequence[str], name: str, default=None) -> 
     if isinstance(value, Mapping):
         unknown = set(value) - set(modalities)
         if unknown:
-            raise ValueError(f"{name} names modalities {sorted(unknown)} that are not in modalities={list(modalities)}")
+            raise ValueError(
+                f"{name} names modalities {sorted(unknown)} that are not in modalities={list(modalities)}"
+            )
         return {m: value.get(m, default) for m in modalities}
     return dict.fromkeys(modalities, value if value is not None else default)
 
@@ -302,7 +304,9 @@ class SCCROSS(SCCROSSGenerationMixin, BaseModelClass):
     @classmethod
     def setup_anndata(cls, adata: AnnData, **kwargs):
         """Not supported: SCCROSS needs several modalities; use :meth:`setup_mudata`."""
-        raise NotImplementedError("SCCROSS integrates several modalities; build a MuData and call setup_mudata")
+        raise NotImplementedError(
+            "SCCROSS integrates several modalities; build a MuData and call setup_mudata"
+        )
 
     # ------------------------------------------------------------------ training
     def train(
@@ -420,22 +424,32 @@ class SCCROSS(SCCROSSGenerationMixin, BaseModelClass):
             codes = np.asarray(self.adata_manager.get_from_registry(batch_key(modality))).ravel()
         else:
             if isinstance(adata, MuData):
-                raise ValueError(f"pass the {modality!r} AnnData (e.g. mdata.mod[{modality!r}]), not a MuData")
+                raise ValueError(
+                    f"pass the {modality!r} AnnData (e.g. mdata.mod[{modality!r}]), not a MuData"
+                )
             source = adata
             X = get_matrix(adata, layer, name=f"query {modality!r} data")
-            order = feature_alignment(self.feature_names_[modality], adata.var_names, f"query {modality!r} data")
+            order = feature_alignment(
+                self.feature_names_[modality], adata.var_names, f"query {modality!r} data"
+            )
             if order is not None:
                 X = X[:, order]
             where = f"query {modality!r} data"
             check_finite(X, where)
             if self.likelihoods_[modality] in COUNT_LIKELIHOODS:
-                check_counts(X, where, hint=f"; the model's {self.likelihoods_[modality]!r} likelihood needs raw counts")
+                check_counts(
+                    X,
+                    where,
+                    hint=f"; the model's {self.likelihoods_[modality]!r} likelihood needs raw counts",
+                )
                 check_no_empty_cells(X, where)
             categories = pd.Index(self.batch_categories_[modality])
             if key is not None and key in adata.obs:
                 codes = categories.get_indexer(adata.obs[key].astype(str))
                 if (codes < 0).any():
-                    logger.warning("query batches not seen in training are decoded as batch %r", categories[0])
+                    logger.warning(
+                        "query batches not seen in training are decoded as batch %r", categories[0]
+                    )
                 codes = np.where(codes < 0, 0, codes)
             else:
                 codes = np.zeros(adata.n_obs, dtype=np.int64)
@@ -489,5 +503,8 @@ class SCCROSS(SCCROSSGenerationMixin, BaseModelClass):
         self._check_if_trained(warn=True)
         X, _, _ = self._modality_data(modality, adata, indices)
         self.module.eval()
-        out = [self.module.encode(modality, x, sample=not give_mean)["z"].cpu().numpy() for x in self._batches(X, batch_size)]
+        out = [
+            self.module.encode(modality, x, sample=not give_mean)["z"].cpu().numpy()
+            for x in self._batches(X, batch_size)
+        ]
         return np.concatenate(out) if out else np.zeros((0, self.module.n_latent), dtype=np.float32)

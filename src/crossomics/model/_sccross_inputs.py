@@ -50,9 +50,14 @@ def fit_reference_graph(projection, X, n_neighbors: int, self_weight: float, n_r
     rows = np.sort(rng.choice(X.shape[0], size=min(n_reference, X.shape[0]), replace=False))
     with torch.no_grad():
         reference = np.concatenate(
-            [projection(_dense_tensor(X[chunk])).numpy() for chunk in np.array_split(rows, max(1, len(rows) // 2048))]
+            [
+                projection(_dense_tensor(X[chunk])).numpy()
+                for chunk in np.array_split(rows, max(1, len(rows) // 2048))
+            ]
         )
-    return ReferenceGraphConvolution(reference, n_neighbors=min(n_neighbors, len(rows)), self_weight=self_weight)
+    return ReferenceGraphConvolution(
+        reference, n_neighbors=min(n_neighbors, len(rows)), self_weight=self_weight
+    )
 
 
 def fit_gene_set_features(
@@ -81,7 +86,13 @@ def fit_gene_set_features(
     if len(set_names) < 2:
         logger.info("no gene set has enough genes of this modality; gene-set features are skipped")
         return None
-    scorer = GeneSetScores(membership, np.zeros((0, len(set_names))), np.zeros(len(set_names)), np.ones(len(set_names)), feature_to_gene)
+    scorer = GeneSetScores(
+        membership,
+        np.zeros((0, len(set_names))),
+        np.zeros(len(set_names)),
+        np.ones(len(set_names)),
+        feature_to_gene,
+    )
     import torch
 
     with torch.no_grad():
@@ -129,7 +140,9 @@ def infer_kind(modality: str, adata: AnnData) -> str:
     return _ATAC
 
 
-def pair_rows(obsmap: dict[str, np.ndarray], modalities: list[str]) -> dict[tuple[str, str], tuple[np.ndarray, np.ndarray]]:
+def pair_rows(
+    obsmap: dict[str, np.ndarray], modalities: list[str]
+) -> dict[tuple[str, str], tuple[np.ndarray, np.ndarray]]:
     """Rows of truly paired cells for every modality pair, from ``mdata.obsmap`` (1-based, 0 = absent)."""
     pairs = {}
     for i, h in enumerate(modalities):

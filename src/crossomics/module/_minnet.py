@@ -109,7 +109,9 @@ class MINNETModule(BaseModuleClass):
         """MINNET is discriminative: there is no generative step."""
         return {}
 
-    def loss(self, tensors: dict[str, torch.Tensor], inference_outputs: dict, generative_outputs: dict) -> LossOutput:
+    def loss(
+        self, tensors: dict[str, torch.Tensor], inference_outputs: dict, generative_outputs: dict
+    ) -> LossOutput:
         """Classification loss on both modalities plus the weighted flexible-margin contrastive loss."""
         z, logits, labels = inference_outputs["z"], inference_outputs["logits"], tensors["labels"].long()
         classification = F.cross_entropy(logits[0], labels) + F.cross_entropy(logits[1], labels)

@@ -47,7 +47,9 @@ class SCCROSSModule(BaseModuleClass):
     lambda_mnn
         Weight of the common-gene MNN prior loss (paper: 0.04).
     lambda_pairs
-        Weight of the squared distance between joint latents of truly paired cells.
+        Weight of the cosine distance between joint latents of truly paired cells.
+    n_generated_per_step
+        Cross-generated cells per modality and step that D_ge judges.
     """
 
     def __init__(
@@ -66,6 +68,7 @@ class SCCROSSModule(BaseModuleClass):
         lambda_adversarial: float = 0.05,
         lambda_mnn: float = 0.04,
         lambda_pairs: float = 1.0,
+        n_generated_per_step: int = 128,
     ):
         super().__init__()
         self.modalities = list(modalities)
@@ -74,6 +77,7 @@ class SCCROSSModule(BaseModuleClass):
         self.lambda_adversarial = lambda_adversarial
         self.lambda_mnn = lambda_mnn
         self.lambda_pairs = lambda_pairs
+        self.n_generated_per_step = n_generated_per_step
         self.projection = nn.ModuleDict(projections)
         self.graph = nn.ModuleDict(graph_convolutions)
         self.gene_sets = nn.ModuleDict({m: g for m, g in gene_set_features.items() if g is not None})
@@ -114,9 +118,24 @@ class SCCROSSModule(BaseModuleClass):
             features = torch.cat([features, self.gene_sets[modality](x)], dim=-1)
         return features, projected
 
+    def graph_neighbour_mean(self, modality: str, x: torch.Tensor) -> torch.Tensor:
+        """Mean projection of each cell's reference-graph neighbours."""
+        return self.graph[modality].neighbour_mean(self.projection[modality](x))
+
+    def encode_with_neighbours(self, modality: str, x: torch.Tensor, neighbour_mean: torch.Tensor) -> torch.Tensor:
+        """Joint latent means with the graph neighbours held fixed (used by perturbation)."""
+        projected = self.projection[modality](x)
+        features = self.graph[modality].mix(projected, neighbour_mean)
+        if modality in self.gene_sets:
+            features = torch.cat([features, self.gene_sets[modality](x)], dim=-1)
+        return self._encode_features(modality, features, projected, sample=False)["z"]
+
     def encode(self, modality: str, x: torch.Tensor, sample: bool = True) -> dict[str, torch.Tensor]:
         """``x -> z_k -> z`` (eq. 2-3 and 10-11). ``sample=False`` uses posterior means."""
         features, projected = self.encoder_input(modality, x)
+        return self._encode_features(modality, features, projected, sample)
+
+    def _encode_features(self, modality: str, features, projected, sample: bool) -> dict[str, torch.Tensor]:
         zk_mean, zk_log_var = self.encoder[modality](features)
         zk = reparameterize(zk_mean, zk_log_var) if sample else zk_mean
         z_mean, z_log_var = self.aligner_encoder[modality](zk)
@@ -204,7 +223,9 @@ class SCCROSSModule(BaseModuleClass):
         out = {"reconstruction": reconstruction, "kl": kl}
         loss = reconstruction + kl
         if stage == 2:
-            out["mnn"] = self.mnn_loss({m: encoded[m]["z"] for m in present}, {m: tensors[m][PRIOR_KEY] for m in present})
+            out["mnn"] = self.mnn_loss(
+                {m: encoded[m]["z_mean"] for m in present}, {m: tensors[m][PRIOR_KEY] for m in present}
+            )
             loss = loss + self.lambda_mnn * out["mnn"]
             if tensors.get("pairs"):
                 out["pairs"] = self.pair_loss(tensors["pairs"])
@@ -216,55 +237,71 @@ class SCCROSSModule(BaseModuleClass):
     def mnn_loss(joint: dict[str, torch.Tensor], prior: dict[str, torch.Tensor]) -> torch.Tensor:
         """Eq. 22: squared difference of cosine similarities, over all modality pairs.
 
-        Averaged over the ``B_h x B_j`` entries of each pair's similarity matrix (the paper's
-        Frobenius norm divided by the number of entries, so the weight is batch-size free).
+        Each pair's squared Frobenius norm is divided by ``B_h`` (a sum over partner cells, a
+        mean over cells), which keeps the paper's ``lambda_MNN = 0.04`` meaningful next to the
+        per-feature reconstruction term.
         """
         total = torch.zeros((), device=next(iter(joint.values())).device)
         for h, j in itertools.permutations(joint, 2):
             latent_similarity = F.normalize(joint[h], dim=-1) @ F.normalize(joint[j], dim=-1).T
             prior_similarity = F.normalize(prior[h], dim=-1) @ F.normalize(prior[j], dim=-1).T
-            total = total + ((latent_similarity - prior_similarity) ** 2).mean()
+            total = total + ((latent_similarity - prior_similarity) ** 2).sum(1).mean()
         return total
 
     def pair_loss(self, pairs: dict) -> torch.Tensor:
-        """Mean squared distance between the joint latents of truly paired cells."""
+        """Cosine distance between the joint latent means of truly paired cells.
+
+        Means and a scale-free distance: a squared distance on samples would mostly reward
+        shrinking the joint latent, not matching the cells.
+        """
         total = torch.zeros((), device=self.device)
         for (h, j), tensors in pairs.items():
-            z_h = self.encode(h, tensors[h][X_KEY])["z"]
-            z_j = self.encode(j, tensors[j][X_KEY])["z"]
-            total = total + ((z_h - z_j) ** 2).sum(-1).mean() / self.n_latent
+            z_h = self.encode(h, tensors[h][X_KEY])["z_mean"]
+            z_j = self.encode(j, tensors[j][X_KEY])["z_mean"]
+            total = total + (1.0 - F.cosine_similarity(z_h, z_j, dim=-1)).mean()
         return total
 
-    def adversarial_losses(self, tensors: dict, encoded: dict, detach: bool) -> torch.Tensor:
+    def cross_generated_views(self, tensors: dict, encoded: dict) -> dict[str, torch.Tensor]:
+        """Projections of each modality ``k`` generated from the other modalities' joint latents.
+
+        Generated data enter as the likelihood mean (not a sample), so D_ge's gradient reaches
+        the generator. Library sizes do not matter: every projection normalises per cell. Batch
+        codes are drawn from the real batch of ``k``.
+        """
+        present = [m for m in self.modalities if m in tensors]
+        views = {}
+        if len(present) < 2:
+            return views
+        for k in present:
+            sources = torch.cat([encoded[m]["z"] for m in present if m != k])
+            # a subsample keeps the extra decoder pass cheap on 100k-feature modalities
+            sources = sources[: self.n_generated_per_step]
+            real_batch = tensors[k][BATCH_KEY].view(-1)
+            batch = real_batch[torch.randint(len(real_batch), (len(sources),), device=sources.device)]
+            library = torch.full((len(sources),), 1e4, device=sources.device)
+            params, _, _ = self.decode(k, sources, batch, library)
+            views[k] = self.projection[k](self.likelihood[k].mean(params))
+        return views
+
+    def adversarial_losses(self, encoded: dict, generated_views: dict, detach: bool) -> torch.Tensor:
         """Discriminator cross-entropies ``L_D = L_Dz + L_Dge`` (eq. 18-20).
 
         D_z classifies the modality of joint latents. Each D_ge_k separates the projection of
-        real ``x_k`` from the projection of ``x_k`` generated from the joint latents of the other
-        modalities' cells (cross-modal generation, the paper's purpose for D_ge). Generated data
-        enter as the likelihood mean, so the generator receives D_ge's gradient. With
-        ``detach=True`` the generator is cut off (discriminator step).
+        real ``x_k`` from the projection of ``x_k`` cross-generated from the other modalities
+        (:meth:`cross_generated_views`). ``detach=True`` cuts the generator off (discriminator
+        step), so one generator forward serves both optimiser steps.
         """
-        present = [m for m in self.modalities if m in tensors]
+        present = [m for m in self.modalities if m in encoded]
         z = {m: encoded[m]["z"].detach() if detach else encoded[m]["z"] for m in present}
         logits = self.latent_discriminator(torch.cat([z[m] for m in present]))
         labels = torch.cat(
             [torch.full((z[m].shape[0],), self.modalities.index(m), device=logits.device) for m in present]
         )
         loss = F.cross_entropy(logits, labels)
-        if len(present) < 2:
-            return loss
-        for k in present:
-            sources = torch.cat([z[m] for m in present if m != k])
-            real_batch = tensors[k][BATCH_KEY].view(-1)
-            batch = real_batch[torch.randint(len(real_batch), (len(sources),), device=sources.device)]
-            library = torch.full((len(sources),), 1e4, device=sources.device)
-            params, _, _ = self.decode(k, sources, batch, library)
-            generated = self.likelihood[k].mean(params)
-            if detach:
-                generated = generated.detach()
-            real_projection = encoded[k]["projected"].detach()
-            fake_projection = self.projection[k](generated)
-            scores = self.data_discriminator[k](torch.cat([real_projection, fake_projection])).squeeze(-1)
-            targets = torch.cat([torch.ones(len(real_projection)), torch.zeros(len(fake_projection))]).to(scores)
+        for k, fake in generated_views.items():
+            fake = fake.detach() if detach else fake
+            real = encoded[k]["projected"].detach()
+            scores = self.data_discriminator[k](torch.cat([real, fake])).squeeze(-1)
+            targets = torch.cat([torch.ones(len(real)), torch.zeros(len(fake))]).to(scores)
             loss = loss + F.binary_cross_entropy_with_logits(scores, targets) / len(present)
         return loss

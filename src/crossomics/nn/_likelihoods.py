@@ -95,18 +95,19 @@ class BatchAffineLikelihood(nn.Module):
         ``batch`` is a long tensor of batch codes, ``library`` the per-cell total counts used to
         scale the softmax composition (count likelihoods only).
         """
-        batch = batch.view(-1)
-        location = torch.exp(self.log_alpha[batch]) * self.linear(hidden) + self.beta[batch]
+        # a one-hot product instead of row indexing: its backward is a matmul, not a slow scatter
+        onehot = F.one_hot(batch.view(-1), self.log_alpha.shape[0]).to(hidden.dtype)
+        location = (onehot @ torch.exp(self.log_alpha)) * self.linear(hidden) + onehot @ self.beta
         out: dict[str, torch.Tensor] = {}
         if self.likelihood in ("nb", "zinb"):
             out["composition"] = torch.softmax(location, dim=-1)
             out["mu"] = out["composition"] * library.view(-1, 1)
-            out["theta"] = torch.exp(self.log_theta[batch])
+            out["theta"] = onehot @ torch.exp(self.log_theta)
         elif self.likelihood == "bernoulli":
             out["logits"] = location
         else:
             out["loc"] = location
-            out["scale"] = F.softplus(self.log_scale[batch]) + 1e-4
+            out["scale"] = onehot @ F.softplus(self.log_scale) + 1e-4
         if self.likelihood in ("zinb", "ziln"):
             out["zi_logits"] = self.zi_linear(hidden)
         return out

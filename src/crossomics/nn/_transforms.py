@@ -131,12 +131,22 @@ class ReferenceGraphConvolution(nn.Module):
         self.n_neighbors = int(n_neighbors)
         self.self_weight = float(self_weight)
 
-    def forward(self, p: torch.Tensor) -> torch.Tensor:
+    def neighbour_mean(self, p: torch.Tensor) -> torch.Tensor:
+        """Mean of the ``k`` nearest reference projections of each row of ``p``."""
         if self.n_neighbors == 0:
             return p
         distances = torch.cdist(p, self.reference)
         neighbours = distances.topk(self.n_neighbors, dim=1, largest=False).indices
-        return self.self_weight * p + (1 - self.self_weight) * self.reference[neighbours].mean(1)
+        return self.reference[neighbours].mean(1)
+
+    def mix(self, p: torch.Tensor, neighbour_mean: torch.Tensor) -> torch.Tensor:
+        """The convolution output given precomputed neighbour means."""
+        if self.n_neighbors == 0:
+            return p
+        return self.self_weight * p + (1 - self.self_weight) * neighbour_mean
+
+    def forward(self, p: torch.Tensor) -> torch.Tensor:
+        return self.mix(p, self.neighbour_mean(p))
 
 
 class StandardizedPCA(nn.Module):

@@ -144,13 +144,17 @@ def common_gene_views(
     for modality in sorted(modalities, key=lambda m: kinds[m] == "protein"):
         adata = mdata.mod[modality]
         layer = layers.get(modality)
+        counts = get_matrix(adata, layer, name=f"modality {modality!r}")
+        where = f"modality {modality!r} " + (f"layer {layer!r}" if layer else "X")
+        check_counts(
+            counts,
+            where,
+            hint=f" for the common-gene views (pass layers={{{modality!r}: <raw count layer>}})",
+        )
         if kinds[modality] == "atac":
             activity = gene_activity(adata, gene_annotation, layer=layer)
             gene_level[modality] = (activity.X, activity.var_names, activity.var["n_peaks"].to_numpy())
             continue
-        counts = get_matrix(adata, layer, name=f"modality {modality!r}")
-        where = f"modality {modality!r} " + (f"layer {layer!r}" if layer else "X")
-        check_counts(counts, where, hint=" for the common-gene views (pass layers={modality: 'counts'})")
         if kinds[modality] == "rna":
             gene_level[modality] = (counts, adata.var_names, np.ones(adata.n_vars, dtype=np.int64))
             continue

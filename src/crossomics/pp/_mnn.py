@@ -44,8 +44,8 @@ def mutual_nearest_neighbors(
 def _neighbourhood_means(data: np.ndarray, rows: np.ndarray, k: int) -> np.ndarray:
     """Mean of each requested row's ``k`` nearest neighbours within ``data`` (itself included)."""
     unique_rows, position = np.unique(rows, return_inverse=True)
-    indicator = _knn_indicator(data[unique_rows], data, min(k, data.shape[0]))
-    means = (indicator @ data) / np.float32(indicator[0].sum())
+    k = min(k, data.shape[0])
+    means = (_knn_indicator(data[unique_rows], data, k) @ data) / np.float32(k)
     return means[position]
 
 

@@ -16,6 +16,7 @@ import warnings
 import numpy as np
 import scanpy as sc
 import scipy.sparse as sp
+import torch
 from anndata import AnnData
 from scipy.sparse.csgraph import dijkstra
 
@@ -58,7 +59,7 @@ def margin_graph(
     dense = X.toarray() if sp.issparse(X) else np.array(X)
     # constant features have zero pooled variance and would turn ComBat's output into NaN
     varying = dense.std(axis=0) > 0
-    work = AnnData(X=dense[:, varying].astype(np.float64))
+    work = AnnData(X=dense[:, varying].astype(np.float32))
     if batch is not None and len(np.unique(batch)) > 1:
         work.obs["batch"] = np.asarray(batch).astype(str)
         sizes = work.obs["batch"].value_counts()
@@ -73,7 +74,10 @@ def margin_graph(
         work.X = np.nan_to_num(work.X)
     n_comps = max(1, min(n_pcs, work.n_obs - 1, work.n_vars - 1))
     sc.pp.pca(work, n_comps=n_comps, random_state=random_state)
+    # scanpy's neighbour search resets torch's thread count; keep the user's setting for training
+    torch_threads = torch.get_num_threads()
     sc.pp.neighbors(work, n_neighbors=n_neighbors, use_rep="X_pca", random_state=random_state)
+    torch.set_num_threads(torch_threads)
     lengths = sp.csr_matrix(work.obsp["connectivities"], dtype=np.float64)
     lengths.data = EDGE_LENGTH_OFFSET - lengths.data
     return lengths.maximum(lengths.T).tocsr()

@@ -45,7 +45,9 @@ class SiamesePairDataset(Dataset):
         negative_strategy: Literal["between", "within"] = "between",
     ):
         if negative_strategy not in NEGATIVE_STRATEGIES:
-            raise ValueError(f"negative_strategy must be one of {NEGATIVE_STRATEGIES}, got {negative_strategy!r}")
+            raise ValueError(
+                f"negative_strategy must be one of {NEGATIVE_STRATEGIES}, got {negative_strategy!r}"
+            )
         if negative_ratio < 1 or n_sources < 1:
             raise ValueError(f"negative_ratio and n_sources must be >= 1, got {negative_ratio}, {n_sources}")
         self.inputs = inputs

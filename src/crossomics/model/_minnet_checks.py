@@ -1,0 +1,95 @@
+"""Checks of the data registered with MINNET, and its training / validation split."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+from anndata import AnnData
+from mudata import MuData
+from scvi import settings
+
+from crossomics.pp import parse_peaks
+
+
+def two_modalities(mdata: MuData, modalities) -> list[str]:
+    """``modalities`` as a list of two distinct modality names of ``mdata``."""
+    if isinstance(modalities, str) or modalities is None or len(modalities) != 2:
+        raise ValueError(
+            f"modalities must name two modalities of mdata, e.g. ['rna', 'atac'], got {modalities!r}"
+        )
+    modalities = list(modalities)
+    unknown = [m for m in modalities if m not in mdata.mod]
+    if unknown:
+        raise ValueError(f"unknown modality {unknown[0]!r}; mdata.mod has {list(mdata.mod)}")
+    if modalities[0] == modalities[1]:
+        raise ValueError(f"modalities must be two different modalities, got {modalities}")
+    return modalities
+
+
+def layers_per_modality(layers, modalities: list[str]) -> dict[str, str | None]:
+    """Expand one layer name (or ``None``) or a ``{modality: layer}`` mapping to every modality."""
+    if isinstance(layers, Mapping):
+        unknown = set(layers) - set(modalities)
+        if unknown:
+            raise ValueError(
+                f"layers names modalities {sorted(unknown)} that are not in modalities={modalities}"
+            )
+        return {m: layers.get(m) for m in modalities}
+    return dict.fromkeys(modalities, layers)
+
+
+def check_labels(adata: AnnData, labels_key: str | None, modality: str) -> None:
+    """Raise unless ``labels_key`` is a complete cell-type column with at least two types."""
+    if labels_key is None:
+        raise ValueError(
+            f"MINNET is supervised: pass labels_key= naming the cell-type column of mdata.mod[{modality!r}].obs"
+        )
+    if labels_key not in adata.obs:
+        raise ValueError(
+            f"labels_key {labels_key!r} is not a column of mdata.mod[{modality!r}].obs; "
+            f"available: {list(adata.obs.columns)}"
+        )
+    labels = adata.obs[labels_key]
+    if labels.isna().any():
+        raise ValueError(
+            f"{int(labels.isna().sum())} cells have no {labels_key!r} label; MINNET trains on labelled "
+            "cells only, so subset mdata to labelled cells first"
+        )
+    if labels.nunique() < 2:
+        raise ValueError(
+            f"labels_key {labels_key!r} holds a single cell type ({labels.iloc[0]!r}); MINNET needs at "
+            "least two cell types for its classifier and cell-type margin"
+        )
+
+
+def peak_modality(mdata: MuData, modalities: list[str]) -> str:
+    """The modality whose features are genomic intervals (ATAC peaks)."""
+    with_peaks = []
+    for modality in modalities:
+        try:
+            parse_peaks(mdata.mod[modality].var)
+        except ValueError:
+            continue
+        with_peaks.append(modality)
+    if len(with_peaks) != 1:
+        raise ValueError(
+            "gene_annotation turns the ATAC peaks into gene activity, so exactly one modality must have "
+            f"peak coordinates (var columns chrom/chromStart/chromEnd or names like chr1:100-200); "
+            f"found {len(with_peaks)} among {modalities}"
+        )
+    return with_peaks[0]
+
+
+def split_cells(
+    n_cells: int, train_size: float, validation_size: float | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Random training / validation rows, reproducible under ``scvi.settings.seed``."""
+    if not 0 < train_size <= 1:
+        raise ValueError(f"train_size must be in (0, 1], got {train_size}")
+    n_train = int(np.ceil(train_size * n_cells))
+    n_validation = n_cells - n_train if validation_size is None else int(np.floor(validation_size * n_cells))
+    if n_train + n_validation > n_cells:
+        raise ValueError(f"train_size + validation_size exceed 1 ({train_size} + {validation_size})")
+    order = np.random.default_rng(settings.seed).permutation(n_cells)
+    return np.sort(order[:n_train]), np.sort(order[n_train : n_train + n_validation])
