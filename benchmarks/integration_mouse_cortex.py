@@ -48,6 +48,7 @@ class EpochTimer(pl.Callback):
 
     def on_train_epoch_end(self, trainer, pl_module):
         self.seconds.append(time.perf_counter() - self._start)
+        print(f"epoch {trainer.current_epoch}: {self.seconds[-1]:.1f} s", flush=True)
 
 
 def peak_memory_gb() -> float:
@@ -91,7 +92,6 @@ def run_sccross(
     start = time.perf_counter()
     model = co.SCCROSS(mdata, **(model_kwargs or {}))
     setup_seconds = time.perf_counter() - start
-    assert model.n_pairs_ == {}, "the pairing must stay hidden"
     timer = EpochTimer()
     start = time.perf_counter()
     model.train(
@@ -104,10 +104,14 @@ def run_sccross(
         **(train_kwargs or {}),
     )
     train_seconds = time.perf_counter() - start
+    if model.n_pairs_:
+        raise RuntimeError(f"the pairing must stay hidden, SCCROSS found {model.n_pairs_}")
     z_rna = model.get_latent_representation(modality="rna")
     z_atac = model.get_latent_representation(modality="atac")
     stage = np.asarray(model.history["stage"]["stage"]) if "stage" in model.history else None
     seconds = np.asarray(timer.seconds)
+    last = {k: float(v.iloc[-1, 0]) for k, v in model.history.items() if k.startswith("train_")}
+    print("final training losses:", last, flush=True)
     timing = {
         "setup_s": setup_seconds,
         "train_s": train_seconds,

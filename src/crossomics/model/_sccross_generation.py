@@ -276,7 +276,7 @@ class SCCROSSGenerationMixin:
         target: str | None = None,
         n_target_genes: int = 20,
         max_cells: int | None = 1000,
-        batch_size: int = 32_768,
+        batch_size: int | None = None,
         seed: int = 0,
     ):
         """In-silico perturbation scores (paper Fig. 6): which genes move cells toward a reference.
@@ -312,7 +312,8 @@ class SCCROSSGenerationMixin:
         max_cells
             Perturb at most this many cells of ``perturb_group`` (a fixed random subset).
         batch_size
-            Perturbed cell profiles encoded per forward pass.
+            Perturbed cell profiles encoded per forward pass (default: as many as fit in about
+            32 million matrix entries, i.e. 128 MB of float32).
 
         Returns
         -------
@@ -369,7 +370,8 @@ class SCCROSSGenerationMixin:
         directions = ["up", "down"] if direction == "both" else [direction]
         factors = {"up": 1.0 + fold, "down": 1.0 - fold}
         result = pd.DataFrame(index=pd.Index(gene_list, name="gene"))
-        genes_per_chunk = max(1, batch_size // len(x))
+        profiles_per_pass = batch_size or max(len(x), 2**25 // x.shape[1])
+        genes_per_chunk = max(1, profiles_per_pass // len(x))
         for d in directions:
             distances = np.empty(len(gene_list), dtype=np.float64)
             for start in tqdm(range(0, len(gene_list), genes_per_chunk), desc=f"perturb {d}", leave=False):

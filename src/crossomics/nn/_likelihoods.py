@@ -31,6 +31,27 @@ def nb_log_prob(x: torch.Tensor, mu: torch.Tensor, theta: torch.Tensor) -> torch
     )
 
 
+def nb_log_prob_per_cell(x: torch.Tensor, mu: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+    """:func:`nb_log_prob` summed over features, touching only the non-zero counts elementwise.
+
+    For ``x = 0`` the NB log-likelihood reduces to ``theta * (log theta - log(theta + mu))``,
+    so that term is the only dense one; the count-dependent terms (the ``x * log`` ratio and
+    the three log-gamma functions) are evaluated on the non-zero entries alone. ATAC counts are
+    >99% zeros, and the dense ``lgamma`` calls dominated the step time on 25k peaks.
+    """
+    log_theta_mu = torch.log(theta + mu + _EPS)
+    per_cell = (theta * (torch.log(theta + _EPS) - log_theta_mu)).sum(-1)
+    rows, cols = torch.nonzero(x, as_tuple=True)
+    counts, mu_nz, theta_nz = x[rows, cols], mu[rows, cols], theta[rows, cols]
+    count_terms = (
+        counts * (torch.log(mu_nz + _EPS) - log_theta_mu[rows, cols])
+        + torch.lgamma(counts + theta_nz)
+        - torch.lgamma(theta_nz)
+        - torch.lgamma(counts + 1)
+    )
+    return per_cell.index_add(0, rows, count_terms)
+
+
 def zinb_log_prob(x, mu, theta, zi_logits) -> torch.Tensor:
     """Zero-inflated NB log-likelihood; ``zi_logits`` are the logits of the structural zero."""
     nb = nb_log_prob(x, mu, theta)
@@ -115,8 +136,8 @@ class BatchAffineLikelihood(nn.Module):
     def log_prob(self, x: torch.Tensor, p: dict) -> torch.Tensor:
         """Per-cell log-likelihood summed over features."""
         if self.likelihood == "nb":
-            lp = nb_log_prob(x, p["mu"], p["theta"])
-        elif self.likelihood == "zinb":
+            return nb_log_prob_per_cell(x, p["mu"], p["theta"])
+        if self.likelihood == "zinb":
             lp = zinb_log_prob(x, p["mu"], p["theta"], p["zi_logits"])
         elif self.likelihood == "bernoulli":
             lp = -F.binary_cross_entropy_with_logits(p["logits"], (x > 0).float(), reduction="none")

@@ -59,7 +59,7 @@ def margin_graph(
     dense = X.toarray() if sp.issparse(X) else np.array(X)
     # constant features have zero pooled variance and would turn ComBat's output into NaN
     varying = dense.std(axis=0) > 0
-    work = AnnData(X=dense[:, varying].astype(np.float32))
+    work = AnnData(X=dense[:, varying].astype(np.float64))
     if batch is not None and len(np.unique(batch)) > 1:
         work.obs["batch"] = np.asarray(batch).astype(str)
         sizes = work.obs["batch"].value_counts()
