@@ -181,6 +181,32 @@ def test_perturb(paired):
         )
 
 
+def test_perturb_scores_match_brute_force(paired):
+    """Only expressed (cell, gene) pairs are re-encoded; the scores must equal a full recompute."""
+    mdata, model = paired
+    genes = list(mdata.mod["rna"].var_names[:4])
+    kwargs = {"groupby": "cell_type", "perturb_group": "CD14+ Mono", "reference_group": "CD8+ T"}
+    scores = model.perturb("rna", genes=genes, direction="up", **kwargs)
+    labels = mdata.mod["rna"].obs["cell_type"].to_numpy()
+    module = model.module
+    with torch.no_grad():
+        x = torch.as_tensor(mdata.mod["rna"].X[labels == "CD14+ Mono"].toarray(), dtype=torch.float32)
+        reference = torch.as_tensor(
+            model.get_latent_representation("rna", indices=np.flatnonzero(labels == "CD8+ T"))
+        )
+        direction = torch.nn.functional.normalize(reference, dim=-1).mean(0)
+        neighbours = module.graph_neighbour_mean("rna", x)
+        for gene in genes:
+            perturbed = x.clone()
+            column = mdata.mod["rna"].var_names.get_loc(gene)
+            perturbed[:, column] *= 1.5
+            z = torch.nn.functional.normalize(
+                module.encode_with_neighbours("rna", perturbed, neighbours), dim=-1
+            )
+            expected = 1.0 - float(z.mean(0) @ direction)
+            assert scores.loc[gene, "distance_up"] == pytest.approx(expected, abs=1e-5)
+
+
 # ---------------------------------------------------------------------------- errors
 def _snapshot(mdata):
     return {m: (a.X.copy(), list(a.obs.columns), list(a.layers)) for m, a in mdata.mod.items()}
