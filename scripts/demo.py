@@ -119,11 +119,13 @@ def main() -> None:
     baseline_knn = knn.predict(model.mnn_prior_["atac"][half:])
     baseline_mean = np.broadcast_to(real[:half].mean(0), real[half:].shape)
     for name, values in (("sccross", generated.X[half:]), ("knn", baseline_knn), ("mean", baseline_mean)):
-        per_gene = co.metrics.pearson_per_feature(real[half:], values)
-        metrics[f"generation_rna_per_gene_pearson_{name}"] = float(np.nanmean(per_gene))
         metrics[f"generation_rna_per_cell_pearson_{name}"] = float(
             np.nanmean(co.metrics.pearson_per_cell(real[half:], values))
         )
+        metrics[f"generation_rna_rmse_{name}"] = co.metrics.rmse(real[half:], values)
+        if name != "mean":  # a constant prediction has no per-gene correlation
+            per_gene = co.metrics.pearson_per_feature(real[half:], values)
+            metrics[f"generation_rna_per_gene_pearson_{name}"] = float(np.nanmean(per_gene))
     fig, ax = plt.subplots(figsize=(5.5, 5))
     co.pl.generated_vs_real_umap(
         mdata.mod["rna"], model.cross_generate("atac", "rna", output="mean"), color="cell_type", ax=ax
