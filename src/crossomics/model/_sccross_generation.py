@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from numbers import Real
 
 import numpy as np
 import pandas as pd
@@ -27,7 +28,7 @@ class SCCROSSGenerationMixin:
 
     # ------------------------------------------------------------------ helpers
     def _target_library(self, target: str, library_size, n_cells: int, source_library=None) -> np.ndarray:
-        if isinstance(library_size, int | float):
+        if isinstance(library_size, Real) and not isinstance(library_size, bool):
             return np.full(n_cells, float(library_size), dtype=np.float32)
         if library_size is not None:
             raise ValueError(f"library_size={library_size!r}; pass a number or None")
@@ -47,7 +48,11 @@ class SCCROSSGenerationMixin:
             if "composition" in params:
                 return torch.log1p(params["composition"] * 1e4).cpu().numpy()
             return head.mean(params).cpu().numpy()
-        return head.sample(params, generator=generator).cpu().numpy()
+        # torch's Gamma sampler has no generator argument: seed a forked global state from ours,
+        # so draws are reproducible and the caller's random state is left alone
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(torch.randint(2**31 - 1, (1,), generator=generator)))
+            return head.sample(params, generator=generator).cpu().numpy()
 
     def _generation_output(
         self, target: str, values: list[np.ndarray], output: str, obs: pd.DataFrame, extra: dict
@@ -138,7 +143,6 @@ class SCCROSSGenerationMixin:
         library = self._target_library(target, library_size, X.shape[0], own_library)
         code = self._target_batch(target, target_batch)
         generator = torch.Generator().manual_seed(seed)
-        torch.manual_seed(seed)
         self.module.eval()
         step = batch_size or 1024
         values: list[np.ndarray] = []
@@ -216,6 +220,7 @@ class SCCROSSGenerationMixin:
             self._check_modality(m)
         if n_cells < 1:
             raise ValueError(f"n_cells={n_cells} must be >= 1")
+        self.module.eval()
         means, log_vars, libraries = [], [], {}
         found_column = False
         for m in self.modalities_:
@@ -238,7 +243,6 @@ class SCCROSSGenerationMixin:
             raise ValueError(f"group {group!r} has no cells in column {groupby!r}")
         mean, log_var = torch.cat(means), torch.cat(log_vars)
         generator = torch.Generator().manual_seed(seed)
-        torch.manual_seed(seed)
         component = torch.randint(len(mean), (n_cells,), generator=generator)
         noise = torch.randn((n_cells, mean.shape[1]), generator=generator).to(mean.device)
         z = mean[component] + torch.exp(0.5 * log_var[component]) * noise

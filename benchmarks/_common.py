@@ -1,0 +1,160 @@
+"""Shared helpers of the generation / simulation / perturbation benchmarks (kept small)."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import mudata as md
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+import torch
+
+RESULTS = Path(__file__).parent / "results"
+DEFAULT_TRIANA = Path(__file__).resolve().parents[2] / "shared" / "data" / "triana_bm.h5mu"
+
+
+def set_threads(n: int = 1) -> None:
+    torch.set_num_threads(n)
+
+
+def stratified_split(labels, fraction: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Row indices (train, rest): ``fraction`` of every label group (at least one cell) in train."""
+    labels = np.asarray(labels).astype(str)
+    rng = np.random.default_rng(seed)
+    train = []
+    for value in np.unique(labels):
+        rows = np.flatnonzero(labels == value)
+        n = max(1, int(round(fraction * len(rows))))
+        train.append(rng.choice(rows, n, replace=False))
+    train = np.sort(np.concatenate(train))
+    rest = np.setdiff1d(np.arange(len(labels)), train)
+    return train, rest
+
+
+def paired_mudata(mods: dict) -> md.MuData:
+    """A MuData of row-matched AnnDatas (same obs_names), without pulling obs."""
+    with md.set_options(pull_on_update=False):
+        return md.MuData({k: v.copy() for k, v in mods.items()})
+
+
+def train_sccross(mdata, modalities, annotation, max_epochs, pretrain_epochs, batch_size=128, seed=0):
+    """Set up and train SCCROSS; returns (model, seconds)."""
+    import scvi
+
+    import crossomics as co
+
+    scvi.settings.seed = seed
+    co.SCCROSS.setup_mudata(mdata, modalities=list(modalities), gene_annotation=annotation)
+    model = co.SCCROSS(mdata)
+    start = time.perf_counter()
+    model.train(
+        max_epochs=max_epochs,
+        pretrain_epochs=pretrain_epochs,
+        batch_size=batch_size,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    return model, time.perf_counter() - start
+
+
+def log_normalize(X, target_sum: float = 1e4) -> np.ndarray:
+    """Dense ``log1p`` of rows scaled to ``target_sum``."""
+    X = X.toarray() if sp.issparse(X) else np.asarray(X, dtype=np.float64)
+    totals = X.sum(1, keepdims=True)
+    return np.log1p(np.divide(X * target_sum, totals, out=np.zeros_like(X, dtype=np.float64), where=totals > 0))
+
+
+def tfidf_lsi(X_train, X_query, n_components: int = 50, seed: int = 0):
+    """LSI (TF-IDF + truncated SVD) fitted on ``X_train``; returns (train, query) projections."""
+    from sklearn.decomposition import TruncatedSVD
+
+    def tfidf(X, idf):
+        X = sp.csr_matrix(X, dtype=np.float64)
+        X.data = np.ones_like(X.data)
+        tf = sp.diags(1.0 / np.maximum(np.asarray(X.sum(1)).ravel(), 1)) @ X
+        out = tf @ sp.diags(idf)
+        out.data = np.log1p(out.data * 1e4)
+        return out
+
+    B = sp.csr_matrix(X_train) > 0
+    idf = B.shape[0] / np.maximum(np.asarray(B.sum(0)).ravel(), 1)
+    svd = TruncatedSVD(n_components, random_state=seed)
+    train = svd.fit_transform(tfidf(X_train, idf))
+    query = svd.transform(tfidf(X_query, idf))
+    return _standardize(train[:, 1:], query[:, 1:])
+
+
+def pca_project(X_train, X_query, n_components: int = 50, seed: int = 0):
+    """PCA of log-normalised counts fitted on ``X_train``; returns (train, query) projections."""
+    from sklearn.decomposition import PCA
+
+    a, b = log_normalize(X_train), log_normalize(X_query)
+    pca = PCA(min(n_components, a.shape[1] - 1, a.shape[0] - 1), random_state=seed).fit(a)
+    return _standardize(pca.transform(a), pca.transform(b))
+
+
+def _standardize(a, b):
+    mu, sd = a.mean(0), a.std(0) + 1e-8
+    return (a - mu) / sd, (b - mu) / sd
+
+
+def knn_regression(source_train, target_train, source_query, k: int = 15) -> np.ndarray:
+    """Mean target profile (per-cell normalised) of the k nearest training cells in source space."""
+    from sklearn.neighbors import NearestNeighbors
+
+    target = target_train.toarray() if sp.issparse(target_train) else np.asarray(target_train)
+    target = target / np.maximum(target.sum(1, keepdims=True), 1) * 1e4
+    idx = NearestNeighbors(n_neighbors=k).fit(source_train).kneighbors(source_query, return_distance=False)
+    out = np.zeros((len(source_query), target.shape[1]), dtype=np.float32)
+    for j in range(k):
+        out += target[idx[:, j]]
+    return out / k
+
+
+def cell_type_classifier(X_counts, labels, seed: int = 0):
+    """Logistic regression on log-normalised counts; returns ``predict(counts_or_means)``."""
+    from sklearn.linear_model import LogisticRegression
+
+    clf = LogisticRegression(max_iter=300, C=0.1, random_state=seed)
+    clf.fit(log_normalize(X_counts), np.asarray(labels).astype(str))
+    return lambda X: clf.predict(log_normalize(X))
+
+
+def machine_line() -> str:
+    import scanpy
+    import scvi
+
+    import crossomics as co
+
+    return (
+        f"Machine: {platform.machine()} {platform.system()}, {os.cpu_count()} CPUs visible, "
+        f"{torch.get_num_threads()} torch threads, no GPU; python {platform.python_version()}, "
+        f"torch {torch.__version__}, scvi-tools {scvi.__version__}, scanpy {scanpy.__version__}, "
+        f"crossomics {co.__version__}; load average at write time {os.getloadavg()[0]:.1f} "
+        "(timings on a shared machine are inflated when it exceeds the core count)."
+    )
+
+
+def write_report(stem: Path, title: str, settings: dict, sections: list[tuple[str, pd.DataFrame | str]]):
+    """Markdown report with machine/versions/settings and tables (first table also as CSV)."""
+    RESULTS.mkdir(exist_ok=True)
+    lines = [f"# {title}", "", machine_line(), "", "Settings: `" + json.dumps(settings, default=str) + "`", ""]
+    first = True
+    for heading, body in sections:
+        lines += [f"## {heading}", ""]
+        if isinstance(body, pd.DataFrame):
+            if first:
+                body.to_csv(stem.with_suffix(".csv"), index=False)
+                first = False
+            lines += [body.to_markdown(index=False, floatfmt=".3f"), ""]
+        else:
+            lines += [str(body), ""]
+    stem.with_suffix(".md").write_text("\n".join(lines))
+    print("\n".join(lines), flush=True)
