@@ -7,6 +7,8 @@ goes through exactly the same first layer as the training cells (architecture de
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import scipy.sparse as sp
 import torch
@@ -85,9 +87,12 @@ class SparseLinearMap(nn.Module):
         self.shape = matrix.shape
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        transposed = torch.sparse_csr_tensor(
-            self.crow_indices, self.col_indices, self.values, (self.shape[1], self.shape[0])
-        )
+        with warnings.catch_warnings():
+            # torch flags CSR support as beta on every construction; the product used here is stable
+            warnings.simplefilter("ignore", UserWarning)
+            transposed = torch.sparse_csr_tensor(
+                self.crow_indices, self.col_indices, self.values, (self.shape[1], self.shape[0])
+            )
         return torch.sparse.mm(transposed, x.T.contiguous()).T
 
 
