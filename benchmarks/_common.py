@@ -68,7 +68,9 @@ def log_normalize(X, target_sum: float = 1e4) -> np.ndarray:
     """Dense ``log1p`` of rows scaled to ``target_sum``."""
     X = X.toarray() if sp.issparse(X) else np.asarray(X, dtype=np.float64)
     totals = X.sum(1, keepdims=True)
-    return np.log1p(np.divide(X * target_sum, totals, out=np.zeros_like(X, dtype=np.float64), where=totals > 0))
+    return np.log1p(
+        np.divide(X * target_sum, totals, out=np.zeros_like(X, dtype=np.float64), where=totals > 0)
+    )
 
 
 def tfidf_lsi(X_train, X_query, n_components: int = 50, seed: int = 0):
@@ -145,7 +147,14 @@ def machine_line() -> str:
 def write_report(stem: Path, title: str, settings: dict, sections: list[tuple[str, pd.DataFrame | str]]):
     """Markdown report with machine/versions/settings and tables (first table also as CSV)."""
     RESULTS.mkdir(exist_ok=True)
-    lines = [f"# {title}", "", machine_line(), "", "Settings: `" + json.dumps(settings, default=str) + "`", ""]
+    lines = [
+        f"# {title}",
+        "",
+        machine_line(),
+        "",
+        "Settings: `" + json.dumps(settings, default=str) + "`",
+        "",
+    ]
     first = True
     for heading, body in sections:
         lines += [f"## {heading}", ""]

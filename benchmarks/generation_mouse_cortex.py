@@ -46,10 +46,16 @@ def run_multivi(rna_tr, atac_tr, rna_q, atac_q, epochs, seed):
         with md.set_options(pull_on_update=False):
             return md.MuData(
                 {
-                    "rna": ad.AnnData(sp.csr_matrix(rna_X, dtype=np.float32), obs=pd.DataFrame(index=list(names)),
-                                      var=pd.DataFrame(index=rna_tr.var_names)),
-                    "atac": ad.AnnData(sp.csr_matrix(atac_X, dtype=np.float32), obs=pd.DataFrame(index=list(names)),
-                                       var=pd.DataFrame(index=atac_tr.var_names)),
+                    "rna": ad.AnnData(
+                        sp.csr_matrix(rna_X, dtype=np.float32),
+                        obs=pd.DataFrame(index=list(names)),
+                        var=pd.DataFrame(index=rna_tr.var_names),
+                    ),
+                    "atac": ad.AnnData(
+                        sp.csr_matrix(atac_X, dtype=np.float32),
+                        obs=pd.DataFrame(index=list(names)),
+                        var=pd.DataFrame(index=atac_tr.var_names),
+                    ),
                 }
             )
 
@@ -98,11 +104,18 @@ def main(argv=None):
     keep = (np.asarray(rna_q.X.sum(1)).ravel() > 0) & (np.asarray(atac_q.X.sum(1)).ravel() > 0)
     rna_q, atac_q = rna_q[keep].copy(), atac_q[keep].copy()
     labels_q = rna_q.obs[LABEL].astype(str).to_numpy()
-    atac_rows = np.sort(np.random.default_rng(args.seed).choice(rna_q.n_obs, min(n_atac_eval, rna_q.n_obs), replace=False))
+    atac_rows = np.sort(
+        np.random.default_rng(args.seed).choice(rna_q.n_obs, min(n_atac_eval, rna_q.n_obs), replace=False)
+    )
     print(f"train {len(tr)} paired cells, query {rna_q.n_obs} (ATAC scored on {len(atac_rows)})", flush=True)
 
     model, train_s = cm.train_sccross(
-        cm.paired_mudata({"rna": rna_tr, "atac": atac_tr}), ["rna", "atac"], "mm10", epochs, pretrain, seed=args.seed
+        cm.paired_mudata({"rna": rna_tr, "atac": atac_tr}),
+        ["rna", "atac"],
+        "mm10",
+        epochs,
+        pretrain,
+        seed=args.seed,
     )
     print(f"SCCROSS trained in {train_s:.0f} s", flush=True)
     gen_rna, gen_atac = {}, {}
@@ -116,7 +129,9 @@ def main(argv=None):
     from sklearn.neighbors import NearestNeighbors
 
     idx = NearestNeighbors(n_neighbors=15).fit(pca_tr).kneighbors(pca_q, return_distance=False)
-    gen_atac["kNN (k=15)"] = np.vstack([np.asarray(atac_bin[i].mean(0)).ravel() for i in idx]).astype(np.float32)
+    gen_atac["kNN (k=15)"] = np.vstack([np.asarray(atac_bin[i].mean(0)).ravel() for i in idx]).astype(
+        np.float32
+    )
     # mean baseline
     rna_norm_tr = np.asarray(rna_tr.X.toarray() if sp.issparse(rna_tr.X) else rna_tr.X, dtype=np.float64)
     rna_norm_tr = rna_norm_tr / np.maximum(rna_norm_tr.sum(1, keepdims=True), 1) * 1e4
@@ -170,20 +185,46 @@ def main(argv=None):
         rows_out.append({"method": name, "direction": "RNA->ATAC", "n_cells": len(atac_rows), **fid})
         print(rows_out[-1], flush=True)
     table = pd.DataFrame(rows_out)
-    cols = ["method", "direction", "n_cells", "pearson_per_cell", "pearson_per_feature", "rmse", "auroc",
-            "marker_correlation", "proportion_r", "label_acc", "proportion_r_knn", "label_acc_knn"]
+    cols = [
+        "method",
+        "direction",
+        "n_cells",
+        "pearson_per_cell",
+        "pearson_per_feature",
+        "rmse",
+        "auroc",
+        "marker_correlation",
+        "proportion_r",
+        "label_acc",
+        "proportion_r_knn",
+        "label_acc_knn",
+    ]
     table = table[[c for c in cols if c in table]]
 
     s = table[(table.method == "SCCROSS") & (table.direction == "ATAC->RNA")].iloc[0]
     knn = table[(table.method == "kNN (k=15)") & (table.direction == "ATAC->RNA")].iloc[0]
     targets = pd.DataFrame(
         [
-            {"target": "proportion r >= 0.89 (ATAC->RNA, classifier)", "value": s.proportion_r, "met": s.proportion_r >= 0.89},
-            {"target": "proportion r >= 0.89 (ATAC->RNA, kNN transfer)", "value": s.proportion_r_knn,
-             "met": s.proportion_r_knn >= 0.89},
-            {"target": "marker r >= 0.93 (ATAC->RNA)", "value": s.marker_correlation, "met": s.marker_correlation >= 0.93},
-            {"target": f"per-gene Pearson > kNN ({knn.pearson_per_feature:.3f})", "value": s.pearson_per_feature,
-             "met": s.pearson_per_feature > knn.pearson_per_feature},
+            {
+                "target": "proportion r >= 0.89 (ATAC->RNA, classifier)",
+                "value": s.proportion_r,
+                "met": s.proportion_r >= 0.89,
+            },
+            {
+                "target": "proportion r >= 0.89 (ATAC->RNA, kNN transfer)",
+                "value": s.proportion_r_knn,
+                "met": s.proportion_r_knn >= 0.89,
+            },
+            {
+                "target": "marker r >= 0.93 (ATAC->RNA)",
+                "value": s.marker_correlation,
+                "met": s.marker_correlation >= 0.93,
+            },
+            {
+                "target": f"per-gene Pearson > kNN ({knn.pearson_per_feature:.3f})",
+                "value": s.pearson_per_feature,
+                "met": s.pearson_per_feature > knn.pearson_per_feature,
+            },
         ]
     )
     stem = cm.RESULTS / ("generation_mouse_cortex" + ("_quick" if args.quick else ""))
@@ -194,7 +235,9 @@ def main(argv=None):
         import matplotlib.pyplot as plt
 
         fig, ax = plt.subplots(figsize=(6, 5))
-        gen = ad.AnnData(np.asarray(gen_rna["SCCROSS"]), obs=rna_q.obs[[LABEL]].copy(), var=rna_q.var[[]].copy())
+        gen = ad.AnnData(
+            np.asarray(gen_rna["SCCROSS"]), obs=rna_q.obs[[LABEL]].copy(), var=rna_q.var[[]].copy()
+        )
         co.pl.generated_vs_real_umap(rna_q, gen, color=LABEL, ax=ax, seed=args.seed)
         ax.set_title("SCCROSS RNA from ATAC (colour) over real RNA (grey)")
         fig.tight_layout()
@@ -223,9 +266,16 @@ def main(argv=None):
         "15-NN vote in the PCA-50 of the real query RNA (generated RNA projected into it). kNN method: 15 nearest training "
         "cells in the query's source space (ATAC LSI-50 / RNA PCA-50 fitted on the 20%)."
     )
-    cm.write_report(stem, "Cross-modal generation, mouse cortex (paper Fig. 4 protocol)", settings,
-                    [("Results", table), ("Targets (SCCROSS)", targets.to_markdown(index=False, floatfmt=".3f")),
-                     ("Notes", notes)])
+    cm.write_report(
+        stem,
+        "Cross-modal generation, mouse cortex (paper Fig. 4 protocol)",
+        settings,
+        [
+            ("Results", table),
+            ("Targets (SCCROSS)", targets.to_markdown(index=False, floatfmt=".3f")),
+            ("Notes", notes),
+        ],
+    )
     return table
 
 

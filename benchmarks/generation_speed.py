@@ -24,7 +24,9 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--quick", action="store_true")
     p.add_argument("--threads", type=int, default=2, help="torch threads while timing")
-    p.add_argument("--perturb-genes", type=int, default=None, help="genes actually perturbed (time is scaled to 1,000)")
+    p.add_argument(
+        "--perturb-genes", type=int, default=None, help="genes actually perturbed (time is scaled to 1,000)"
+    )
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
@@ -39,7 +41,12 @@ def main(argv=None):
     for a in (rna, atac):
         a.obs["half"] = pd.Categorical(half)
     model, train_s = cm.train_sccross(
-        cm.paired_mudata({"rna": rna, "atac": atac}), ["rna", "atac"], "mm10", epochs, epochs // 2, seed=args.seed
+        cm.paired_mudata({"rna": rna, "atac": atac}),
+        ["rna", "atac"],
+        "mm10",
+        epochs,
+        epochs // 2,
+        seed=args.seed,
     )
     cm.set_threads(args.threads)
     rows_out = []

@@ -81,8 +81,14 @@ def main(argv=None):
 
     start = time.perf_counter()
     scores, generated = model.perturb(
-        "rna", groupby=COND, perturb_group=OLD, reference_group=YOUNG, target="adt",
-        n_target_genes=args.n_target_genes, max_cells=max_cells, seed=args.seed,
+        "rna",
+        groupby=COND,
+        perturb_group=OLD,
+        reference_group=YOUNG,
+        target="adt",
+        n_target_genes=args.n_target_genes,
+        max_cells=max_cells,
+        seed=args.seed,
     )
     perturb_s = time.perf_counter() - start
     genes = list(rna.var_names)
@@ -107,11 +113,14 @@ def main(argv=None):
                     "direction_agrees_with_de": agree,
                 }
             )
+
     # proteins: perturbed vs unperturbed generation compared with measured Young - Old
     def lognorm_mean(X):
         return cm.log_normalize(X).mean(0)
 
-    gen_diff = pd.Series(lognorm_mean(generated.X) - lognorm_mean(generated.layers["unperturbed"]), index=adt.var_names)
+    gen_diff = pd.Series(
+        lognorm_mean(generated.X) - lognorm_mean(generated.layers["unperturbed"]), index=adt.var_names
+    )
     young = adt.obs[COND].astype(str).to_numpy() == YOUNG
     meas_diff = pd.Series(lognorm_mean(adt.X[young]) - lognorm_mean(adt.X[~young]), index=adt.var_names)
     meas_t = de_scores(adt, "t-test")
@@ -136,7 +145,9 @@ def main(argv=None):
             )
     table = pd.DataFrame(rows_out)
     prot = pd.DataFrame(prot_rows)
-    top_table = scores.sort_values("rank").head(20)[["best_score", "best_direction", "score_up", "score_down"]]
+    top_table = scores.sort_values("rank").head(20)[
+        ["best_score", "best_direction", "score_up", "score_down"]
+    ]
     top_table = top_table.assign(de_t=de["t-test"].loc[top_table.index]).reset_index()
     stem = cm.RESULTS / ("perturbation_bone_marrow" + ("_quick" if args.quick else ""))
     prot.to_csv(stem.with_name(stem.name + "_proteins.csv"), index=False)
@@ -156,8 +167,11 @@ def main(argv=None):
             axes[1].annotate(g, (meas_diff[g], gen_diff[g]), fontsize=7)
         axes[1].axhline(0, lw=0.5, c="k")
         axes[1].axvline(0, lw=0.5, c="k")
-        axes[1].set(xlabel="measured Young - Old (mean log-norm ADT)", ylabel="generated perturbed - unperturbed",
-                    title="proteins")
+        axes[1].set(
+            xlabel="measured Young - Old (mean log-norm ADT)",
+            ylabel="generated perturbed - unperturbed",
+            title="proteins",
+        )
         fig.tight_layout()
         fig.savefig(stem.with_name(stem.name + ".png"), dpi=100)
         plt.close(fig)
@@ -178,13 +192,23 @@ def main(argv=None):
         "baseline_distance": scores.attrs.get("baseline_distance"),
     }
     cm.write_report(
-        stem, "In-silico perturbation Old -> Young, Triana bone marrow (RNA + ADT)", settings,
-        [("Perturbation ranking vs differential expression (RNA)", table),
-         ("Generated protein response vs measured Young - Old", prot.to_markdown(index=False, floatfmt=".3f")),
-         ("Top-20 perturbation genes", top_table.to_markdown(index=False, floatfmt=".4f")),
-         ("Notes", "Scores: decrease of the mean cosine distance of the Old cells to the Young centroid in "
-                   "the joint latent. DE scores are Young vs Old (positive = higher in Young). Protein table in "
-                   f"`{stem.name}_proteins.csv`, all gene scores in `{stem.name}_scores.csv`.")],
+        stem,
+        "In-silico perturbation Old -> Young, Triana bone marrow (RNA + ADT)",
+        settings,
+        [
+            ("Perturbation ranking vs differential expression (RNA)", table),
+            (
+                "Generated protein response vs measured Young - Old",
+                prot.to_markdown(index=False, floatfmt=".3f"),
+            ),
+            ("Top-20 perturbation genes", top_table.to_markdown(index=False, floatfmt=".4f")),
+            (
+                "Notes",
+                "Scores: decrease of the mean cosine distance of the Old cells to the Young centroid in "
+                "the joint latent. DE scores are Young vs Old (positive = higher in Young). Protein table in "
+                f"`{stem.name}_proteins.csv`, all gene scores in `{stem.name}_scores.csv`.",
+            ),
+        ],
     )
     return table
 

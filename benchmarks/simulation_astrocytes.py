@@ -65,7 +65,11 @@ def main(argv=None):
         pick, _ = cm.stratified_split(labels[others], (n_cells - len(astro)) / len(others), args.seed)
         rows = np.sort(np.concatenate([astro, others[pick]]))
     model, train_s = cm.train_sccross(
-        cm.paired_mudata({"rna": rna_all[rows], "atac": atac_all[rows]}), ["rna", "atac"], "mm10", epochs, pretrain,
+        cm.paired_mudata({"rna": rna_all[rows], "atac": atac_all[rows]}),
+        ["rna", "atac"],
+        "mm10",
+        epochs,
+        pretrain,
         seed=args.seed,
     )
     print(f"trained on {len(rows)} cells in {train_s:.0f} s", flush=True)
@@ -97,7 +101,10 @@ def main(argv=None):
                 "scale": f"{scale}x",
                 "n_simulated": n,
                 "pct_classified_astro": 100 * float(np.mean(predicted == GROUP)),
-                "top_other_predicted": pd.Series(predicted[predicted != GROUP]).value_counts().head(2).to_dict(),
+                "top_other_predicted": pd.Series(predicted[predicted != GROUP])
+                .value_counts()
+                .head(2)
+                .to_dict(),
                 "marker_overlap_top100": k,
                 "expected_overlap_random": 100 * 100 / n_genes,
                 "hypergeom_p": p_hyper,
@@ -140,8 +147,12 @@ def main(argv=None):
         "random = 0.5; simulated pairs share one latent draw, so their FOSCTTM measures how consistently "
         "the two decoders + encoders round-trip a cell."
     )
-    cm.write_report(stem, "Simulation of astrocytes, mouse cortex (paper Fig. 5 protocol)", settings,
-                    [("Results", table), ("Notes", notes)])
+    cm.write_report(
+        stem,
+        "Simulation of astrocytes, mouse cortex (paper Fig. 5 protocol)",
+        settings,
+        [("Results", table), ("Notes", notes)],
+    )
     return table
 
 

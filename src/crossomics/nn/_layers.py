@@ -6,7 +6,9 @@ import torch
 from torch import nn
 
 
-def mlp(n_in: int, n_hidden: int, n_layers: int, dropout: float = 0.0, batch_norm: bool = True) -> nn.Sequential:
+def mlp(
+    n_in: int, n_hidden: int, n_layers: int, dropout: float = 0.0, batch_norm: bool = True
+) -> nn.Sequential:
     """``n_layers`` x (Linear -> [BatchNorm] -> LeakyReLU -> [Dropout]) of width ``n_hidden``."""
     layers: list[nn.Module] = []
     width = n_in
@@ -48,7 +50,9 @@ def kl_standard_normal(mean: torch.Tensor, log_var: torch.Tensor) -> torch.Tenso
 class Discriminator(nn.Module):
     """Small MLP classifier used for D_z (K classes) and D_ge (real vs generated)."""
 
-    def __init__(self, n_in: int, n_classes: int, n_hidden: int = 128, n_layers: int = 2, dropout: float = 0.2):
+    def __init__(
+        self, n_in: int, n_classes: int, n_hidden: int = 128, n_layers: int = 2, dropout: float = 0.2
+    ):
         super().__init__()
         self.body = mlp(n_in, n_hidden, n_layers, dropout, batch_norm=False)
         self.head = nn.Linear(n_hidden, n_classes)

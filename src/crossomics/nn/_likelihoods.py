@@ -39,6 +39,7 @@ def nb_log_prob_per_cell(x: torch.Tensor, mu: torch.Tensor, theta: torch.Tensor)
     the three log-gamma functions) are evaluated on the non-zero entries alone. ATAC counts are
     >99% zeros, and the dense ``lgamma`` calls dominated the step time on 25k peaks.
     """
+    theta = theta.expand_as(mu)
     log_theta_mu = torch.log(theta + mu + _EPS)
     per_cell = (theta * (torch.log(theta + _EPS) - log_theta_mu)).sum(-1)
     rows, cols = torch.nonzero(x, as_tuple=True)
@@ -70,9 +71,7 @@ def ziln_log_prob(x, loc, scale, zi_logits) -> torch.Tensor:
     log_not_pi = -F.softplus(zi_logits)
     safe_x = torch.where(x > 0, x, torch.ones_like(x))
     log_x = torch.log(safe_x)
-    lognormal = (
-        -log_x - torch.log(scale) - 0.5 * math.log(2 * math.pi) - 0.5 * ((log_x - loc) / scale) ** 2
-    )
+    lognormal = -log_x - torch.log(scale) - 0.5 * math.log(2 * math.pi) - 0.5 * ((log_x - loc) / scale) ** 2
     return is_zero * log_pi + (1 - is_zero) * (log_not_pi + lognormal)
 
 
@@ -114,21 +113,34 @@ class BatchAffineLikelihood(nn.Module):
         """Likelihood parameters for cells with decoder activations ``hidden``.
 
         ``batch`` is a long tensor of batch codes, ``library`` the per-cell total counts used to
-        scale the softmax composition (count likelihoods only).
+        scale the softmax composition (count likelihoods only). With a single batch the shape
+        parameters (``theta``, ``scale``) are ``(1, n_features)`` rows that broadcast over cells.
         """
-        # a one-hot product instead of row indexing: its backward is a matmul, not a slow scatter
-        onehot = F.one_hot(batch.view(-1), self.log_alpha.shape[0]).to(hidden.dtype)
-        location = (onehot @ torch.exp(self.log_alpha)) * self.linear(hidden) + onehot @ self.beta
+        n_batches = self.log_alpha.shape[0]
+        if n_batches == 1:
+            # one batch: the (1, n_features) rows broadcast, no (cells x features) products needed
+            def per_cell(table):
+                return table
+        else:
+            # a one-hot product instead of row indexing: its backward is a matmul, not a slow scatter
+            onehot = F.one_hot(batch.view(-1), n_batches).to(hidden.dtype)
+
+            def per_cell(table):
+                return onehot @ table
+
+        location = torch.addcmul(
+            per_cell(self.beta), per_cell(torch.exp(self.log_alpha)), self.linear(hidden)
+        )
         out: dict[str, torch.Tensor] = {}
         if self.likelihood in ("nb", "zinb"):
             out["composition"] = torch.softmax(location, dim=-1)
             out["mu"] = out["composition"] * library.view(-1, 1)
-            out["theta"] = onehot @ torch.exp(self.log_theta)
+            out["theta"] = per_cell(torch.exp(self.log_theta))
         elif self.likelihood == "bernoulli":
             out["logits"] = location
         else:
             out["loc"] = location
-            out["scale"] = onehot @ F.softplus(self.log_scale) + 1e-4
+            out["scale"] = per_cell(F.softplus(self.log_scale)) + 1e-4
         if self.likelihood in ("zinb", "ziln"):
             out["zi_logits"] = self.zi_linear(hidden)
         return out

@@ -76,7 +76,9 @@ class _PairRows(Dataset):
         return {self.first.modality: first, self.second.modality: second}
 
 
-def _batched_loader(dataset: Dataset, indices: np.ndarray, batch_size: int, shuffle: bool, seed: int) -> DataLoader:
+def _batched_loader(
+    dataset: Dataset, indices: np.ndarray, batch_size: int, shuffle: bool, seed: int
+) -> DataLoader:
     class _Indexed(Dataset):
         def __len__(self):
             return len(indices)
