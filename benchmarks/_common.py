@@ -10,6 +10,7 @@ from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+import lightning.pytorch as pl
 import mudata as md
 import numpy as np
 import pandas as pd
@@ -167,3 +168,20 @@ def write_report(stem: Path, title: str, settings: dict, sections: list[tuple[st
             lines += [str(body), ""]
     stem.with_suffix(".md").write_text("\n".join(lines))
     print("\n".join(lines), flush=True)
+
+
+class EpochTimer(pl.Callback):
+    """Wall-clock seconds of every training epoch (printed as they come with ``verbose=True``)."""
+
+    def __init__(self, verbose: bool = False):
+        self.seconds: list[float] = []
+        self.verbose = verbose
+        self._start = 0.0
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        self._start = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        self.seconds.append(time.perf_counter() - self._start)
+        if self.verbose:
+            print(f"epoch {trainer.current_epoch}: {self.seconds[-1]:.1f} s", flush=True)

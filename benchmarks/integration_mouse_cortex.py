@@ -25,34 +25,19 @@ import time
 from pathlib import Path
 
 import anndata as ad
-import lightning.pytorch as pl
 import mudata as md
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 import scvi
 import torch
+from _common import EpochTimer
 
 import crossomics as co
 from crossomics.metrics import foscttm, integration_metrics, label_transfer_accuracy
 
 RESULTS = Path(__file__).parent / "results"
 LABEL = "cell_type"
-
-
-class EpochTimer(pl.Callback):
-    """Wall-clock seconds of every training epoch."""
-
-    def __init__(self):
-        self.seconds: list[float] = []
-        self._start = 0.0
-
-    def on_train_epoch_start(self, trainer, pl_module):
-        self._start = time.perf_counter()
-
-    def on_train_epoch_end(self, trainer, pl_module):
-        self.seconds.append(time.perf_counter() - self._start)
-        print(f"epoch {trainer.current_epoch}: {self.seconds[-1]:.1f} s", flush=True)
 
 
 def peak_memory_gb() -> float:
@@ -103,7 +88,7 @@ def run_sccross(
     start = time.perf_counter()
     model = co.SCCROSS(mdata, **(model_kwargs or {}))
     setup_seconds = time.perf_counter() - start
-    timer = EpochTimer()
+    timer = EpochTimer(verbose=True)
     start = time.perf_counter()
     model.train(
         max_epochs=max_epochs,
@@ -164,7 +149,7 @@ def run_multivi(rna, atac, max_epochs: int, batch_size: int, seed: int):
         mdata, batch_key="modality", modalities={"rna_layer": "rna", "atac_layer": "atac", "batch_key": "rna"}
     )
     model = scvi.model.MULTIVI(mdata)
-    timer = EpochTimer()
+    timer = EpochTimer(verbose=True)
     start = time.perf_counter()
     model.train(
         max_epochs=max_epochs,

@@ -17,10 +17,10 @@ import resource
 import time
 from pathlib import Path
 
-import lightning.pytorch as pl
 import numpy as np
 import pandas as pd
 import scvi
+from _common import EpochTimer
 from mudata import MuData
 from sklearn.linear_model import LogisticRegression
 
@@ -29,20 +29,6 @@ from crossomics.model import MINNET
 
 RESULTS = Path(__file__).parent / "results"
 MODALITIES = ("rna", "atac")
-
-
-class EpochTimer(pl.Callback):
-    """Wall-clock seconds of every training epoch."""
-
-    def __init__(self):
-        self.seconds: list[float] = []
-        self._start = 0.0
-
-    def on_train_epoch_start(self, trainer, pl_module):
-        self._start = time.perf_counter()
-
-    def on_train_epoch_end(self, trainer, pl_module):
-        self.seconds.append(time.perf_counter() - self._start)
 
 
 def peak_memory_gb() -> float:
