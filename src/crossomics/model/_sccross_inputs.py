@@ -12,6 +12,7 @@ import logging
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+import torch
 from anndata import AnnData
 
 from crossomics import pp
@@ -23,6 +24,7 @@ from crossomics.nn._transforms import (
     StandardizedPCA,
     TfidfLSI,
 )
+from crossomics.pp._input_transforms import top_right_singular_vectors
 
 logger = logging.getLogger(__name__)
 
@@ -44,17 +46,9 @@ def fit_projection(kind: str, likelihood: str, X, n_components: int, seed: int):
 
 def fit_reference_graph(projection, X, n_neighbors: int, self_weight: float, n_reference: int, seed: int):
     """Store the projections of (at most ``n_reference``) training cells as the graph reference."""
-    import torch
-
     rng = np.random.default_rng(seed)
     rows = np.sort(rng.choice(X.shape[0], size=min(n_reference, X.shape[0]), replace=False))
-    with torch.no_grad():
-        reference = np.concatenate(
-            [
-                projection(_dense_tensor(X[chunk])).numpy()
-                for chunk in np.array_split(rows, max(1, len(rows) // 2048))
-            ]
-        )
+    reference = _apply_in_chunks(projection, X[rows])
     return ReferenceGraphConvolution(
         reference, n_neighbors=min(n_neighbors, len(rows)), self_weight=self_weight
     )
@@ -93,33 +87,25 @@ def fit_gene_set_features(
         np.ones(len(set_names)),
         feature_to_gene,
     )
-    import torch
-
-    with torch.no_grad():
-        scores = np.concatenate(
-            [scorer.scores(_dense_tensor(X[chunk])).numpy() for chunk in _chunks(X.shape[0])]
-        )
+    scores = _apply_in_chunks(scorer.scores, X)
     mean = scores.mean(0)
     std = scores.std(0)
     std[std < 1e-6] = 1.0
     standardized = (scores - mean) / std
     n_components = int(min(n_components, standardized.shape[1] - 1, standardized.shape[0] - 1))
-    _, _, vt = np.linalg.svd(standardized - standardized.mean(0), full_matrices=False)
-    # a fixed sign convention keeps refits identical
-    signs = np.sign(vt[:n_components, np.abs(vt[:n_components]).argmax(1)].diagonal())
-    components = vt[:n_components] * signs[:, None]
+    components = top_right_singular_vectors(standardized - standardized.mean(0), n_components, seed)
     return GeneSetScores(membership, components, mean, std, feature_to_gene)
 
 
-def _chunks(n_rows: int, size: int = 2048):
-    return [slice(i, min(i + size, n_rows)) for i in range(0, n_rows, size)]
-
-
-def _dense_tensor(X):
-    import torch
-
-    dense = X.toarray() if sp.issparse(X) else np.asarray(X)
-    return torch.as_tensor(dense, dtype=torch.float32)
+@torch.no_grad()
+def _apply_in_chunks(transform, X, size: int = 2048) -> np.ndarray:
+    """``transform`` of the rows of ``X`` (sparse or dense), 2,048 dense rows at a time."""
+    out = []
+    for start in range(0, X.shape[0], size):
+        chunk = X[start : start + size]
+        dense = chunk.toarray() if sp.issparse(chunk) else np.asarray(chunk)
+        out.append(transform(torch.as_tensor(dense, dtype=torch.float32)).numpy())
+    return np.concatenate(out)
 
 
 def infer_kind(modality: str, adata: AnnData) -> str:

@@ -172,15 +172,14 @@ class StandardizedPCA(nn.Module):
     @classmethod
     def fit(cls, X, n_components: int, seed: int = 0) -> StandardizedPCA:
         """Fit means, standard deviations and the top principal axes of ``X``."""
-        from sklearn.utils.extmath import randomized_svd
+        from crossomics.pp._input_transforms import top_right_singular_vectors
 
         dense = np.asarray(X.toarray() if sp.issparse(X) else X, dtype=np.float64)
         mean = dense.mean(0)
         std = dense.std(0)
         std[std < 1e-6] = 1.0
         scaled = np.clip((dense - mean) / std, -10, 10)
-        _, _, vt = randomized_svd(scaled - scaled.mean(0), n_components, random_state=seed)
-        return cls(vt, mean, std)
+        return cls(top_right_singular_vectors(scaled - scaled.mean(0), n_components, seed), mean, std)
 
     @property
     def n_output(self) -> int:

@@ -40,7 +40,7 @@ def _row_chunks(n_rows: int) -> Iterator[slice]:
         yield slice(start, min(start + _CHUNK_SIZE, n_rows))
 
 
-def _top_right_singular_vectors(X, n_components: int, random_state: int) -> np.ndarray:
+def top_right_singular_vectors(X, n_components: int, random_state: int) -> np.ndarray:
     """First ``n_components`` right singular vectors of ``X`` (no centring), with fixed signs."""
     u, _, vt = randomized_svd(X, n_components=n_components, n_iter=7, random_state=random_state)
     # without a sign convention two fits could return mirrored components
@@ -271,7 +271,7 @@ def fit_pca(
     return PCATransform(
         mean=mean,
         std=std,
-        components=_top_right_singular_vectors(z, n_components, random_state),
+        components=top_right_singular_vectors(z, n_components, random_state),
         target_sum=float(target_sum),
         feature_names=_as_names(feature_names, X.shape[1]),
     )
@@ -318,7 +318,7 @@ def fit_lsi(
     cells_with_feature = np.asarray((X != 0).sum(axis=0), dtype=np.float64).ravel()
     idf = (X.shape[0] / (1.0 + cells_with_feature)).astype(np.float32)
     v = _log_tfidf(X, idf, LSI_SCALE)
-    components = _top_right_singular_vectors(v, n_components, random_state)
+    components = top_right_singular_vectors(v, n_components, random_state)
     u = np.asarray(v @ components.T, dtype=np.float32)
     return LSITransform(
         idf=idf,
