@@ -120,6 +120,13 @@ def main(argv=None):
     print(f"SCCROSS trained in {train_s:.0f} s", flush=True)
     gen_rna, gen_atac = {}, {}
     gen_rna["SCCROSS"] = model.cross_generate("atac", "rna", adata=atac_q, output="mean").X
+    # The metrics log-normalise every profile; real cells are single draws, so the mean of
+    # their log differs from the log of a generated mean (Jensen). Sampled counts at the
+    # training median library compare like with like.
+    median_library = float(np.median(np.asarray(rna_tr.X.sum(1)).ravel()))
+    gen_rna["SCCROSS (sampled)"] = model.cross_generate(
+        "atac", "rna", adata=atac_q, output="counts", library_size=median_library, seed=args.seed
+    ).X
     gen_atac["SCCROSS"] = model.cross_generate("rna", "atac", adata=rna_q[atac_rows], output="mean").X
     # kNN regression in the source's own space learned on the 20%
     lsi_tr, lsi_q = cm.tfidf_lsi(atac_tr.X, atac_q.X, 50, args.seed)
@@ -202,6 +209,7 @@ def main(argv=None):
     table = table[[c for c in cols if c in table]]
 
     s = table[(table.method == "SCCROSS") & (table.direction == "ATAC->RNA")].iloc[0]
+    sampled = table[(table.method == "SCCROSS (sampled)") & (table.direction == "ATAC->RNA")].iloc[0]
     knn = table[(table.method == "kNN (k=15)") & (table.direction == "ATAC->RNA")].iloc[0]
     targets = pd.DataFrame(
         [
@@ -219,6 +227,11 @@ def main(argv=None):
                 "target": "marker r >= 0.93 (ATAC->RNA)",
                 "value": s.marker_correlation,
                 "met": s.marker_correlation >= 0.93,
+            },
+            {
+                "target": "marker r >= 0.93 (ATAC->RNA, sampled counts)",
+                "value": sampled.marker_correlation,
+                "met": sampled.marker_correlation >= 0.93,
             },
             {
                 "target": f"per-gene Pearson > kNN ({knn.pearson_per_feature:.3f})",

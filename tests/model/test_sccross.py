@@ -43,7 +43,7 @@ def test_paired_integration_shapes_and_alignment(paired):
     assert np.isfinite(z_rna).all()
     # true pairs are used for alignment: the matched cells must be far closer than random (0.5)
     # measured 0.32 with 240 steps (random: 0.5); the prior of this 36-common-gene data is 0.46
-    assert foscttm(z_rna, z_atac) < 0.42
+    assert foscttm(z_rna, z_atac) < 0.25  # measured 0.173; the MNN prior alone gives 0.464
     assert model.n_pairs_ == {"rna:atac": 500}
     np.testing.assert_array_equal(z_rna, model.get_latent_representation(modality="rna"))
     assert set(model.history) >= {"train_loss", "validation_loss", "train_mnn", "train_discriminator_loss"}

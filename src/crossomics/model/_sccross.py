@@ -89,6 +89,10 @@ class SCCROSS(SCCROSSGenerationMixin, BaseModelClass):
         Weight ``lambda_MNN`` of the MNN prior loss (paper: 0.04).
     lambda_pairs
         Weight of the alignment of truly paired cells.
+    mnn_similarity
+        ``"inner_product"`` (default: Gram matrices over all modality pairs, which also fixes
+        norms and within-modality distances) or ``"cosine"`` (the paper's eq. 22); see
+        :meth:`crossomics.module.SCCROSSModule.mnn_loss`.
     prior_kwargs
         Extra arguments of :func:`crossomics.pp.mnn_prior` (e.g. ``n_metacells``).
 
@@ -122,6 +126,7 @@ class SCCROSS(SCCROSSGenerationMixin, BaseModelClass):
         lambda_adversarial: float = 0.05,
         lambda_mnn: float = 0.04,
         lambda_pairs: float = 1.0,
+        mnn_similarity: str = "inner_product",
         prior_kwargs: dict | None = None,
     ):
         super().__init__(mdata)
@@ -169,6 +174,7 @@ class SCCROSS(SCCROSSGenerationMixin, BaseModelClass):
             lambda_adversarial=lambda_adversarial,
             lambda_mnn=lambda_mnn,
             lambda_pairs=lambda_pairs,
+            mnn_similarity=mnn_similarity,
         )
         self.mnn_prior_: dict[str, np.ndarray] | None = None
         if not type(self)._skip_fitting:

@@ -50,6 +50,8 @@ class SCCROSSModule(BaseModuleClass):
         Weight of the cosine distance between joint latents of truly paired cells.
     n_generated_per_step
         Cross-generated cells per modality and step that D_ge judges.
+    mnn_similarity
+        ``"inner_product"`` (default) or ``"cosine"`` (the paper's form); see :meth:`mnn_loss`.
     """
 
     def __init__(
@@ -69,6 +71,7 @@ class SCCROSSModule(BaseModuleClass):
         lambda_mnn: float = 0.04,
         lambda_pairs: float = 1.0,
         n_generated_per_step: int = 128,
+        mnn_similarity: str = "inner_product",
     ):
         super().__init__()
         self.modalities = list(modalities)
@@ -77,6 +80,9 @@ class SCCROSSModule(BaseModuleClass):
         self.lambda_adversarial = lambda_adversarial
         self.lambda_mnn = lambda_mnn
         self.lambda_pairs = lambda_pairs
+        if mnn_similarity not in ("inner_product", "cosine"):
+            raise ValueError(f"mnn_similarity={mnn_similarity!r}; use 'inner_product' or 'cosine'")
+        self.mnn_similarity = mnn_similarity
         self.n_generated_per_step = n_generated_per_step
         self.projection = nn.ModuleDict(projections)
         self.graph = nn.ModuleDict(graph_convolutions)
@@ -250,36 +256,56 @@ class SCCROSSModule(BaseModuleClass):
         out["loss"] = loss
         return out
 
-    @staticmethod
-    def mnn_loss(joint: dict[str, torch.Tensor], prior: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Eq. 22: squared difference of cosine similarities, over all modality pairs.
+    def mnn_loss(self, joint: dict[str, torch.Tensor], prior: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Eq. 22: squared difference between latent and prior similarities of cells.
 
         ``joint`` holds each modality's ``z_embedding`` (the aligner applied to the posterior
         mean of ``z_k``, i.e. what :meth:`encode` returns with ``sample=False``), so the prior
-        shapes the embedding that is returned to the user.
+        shapes the embedding that is returned to the user. Each block's squared Frobenius
+        norm is divided by its number of rows (a sum over partner cells, a mean over cells),
+        which keeps ``lambda_MNN`` meaningful next to the per-feature reconstruction term.
 
-        Each pair's squared Frobenius norm is divided by ``B_h`` (a sum over partner cells, a
-        mean over cells), which keeps the paper's ``lambda_MNN = 0.04`` meaningful next to the
-        per-feature reconstruction term.
+        With ``mnn_similarity="cosine"`` this is the paper's loss: cosine similarities over
+        every ordered pair of different modalities. Matching cross-modal cosines alone fixes
+        neither each cell's norm nor the metric within a modality (any invertible map ``A``
+        on one modality with ``A^-T`` on the other keeps cross inner products), so Euclidean
+        distances in the joint space stay distorted: an MLP fitted to this loss alone on 3,000
+        mouse cortex cells reached FOSCTTM 0.196 with cosine distances but 0.335 with
+        Euclidean ones. ``"inner_product"`` (the default) matches inner products instead,
+        each space scaled by its root-mean-square norm over the minibatch, over all ordered
+        modality pairs *including* each modality with itself. Matching the whole Gram
+        matrix determines the embedding up to a rotation and one global scale, so Euclidean
+        distances follow the prior (same test: FOSCTTM 0.244, still improving when stopped).
         """
         total = torch.zeros((), device=next(iter(joint.values())).device)
-        for h, j in itertools.permutations(joint, 2):
-            latent_similarity = F.normalize(joint[h], dim=-1) @ F.normalize(joint[j], dim=-1).T
-            prior_similarity = F.normalize(prior[h], dim=-1) @ F.normalize(prior[j], dim=-1).T
+        if self.mnn_similarity == "cosine":
+            for h, j in itertools.permutations(joint, 2):
+                latent_similarity = F.normalize(joint[h], dim=-1) @ F.normalize(joint[j], dim=-1).T
+                prior_similarity = F.normalize(prior[h], dim=-1) @ F.normalize(prior[j], dim=-1).T
+                total = total + ((latent_similarity - prior_similarity) ** 2).sum(1).mean()
+            return total
+        joint_scale = torch.cat(list(joint.values())).pow(2).sum(-1).mean().sqrt().clamp_min(1e-8)
+        prior_scale = torch.cat(list(prior.values())).pow(2).sum(-1).mean().sqrt().clamp_min(1e-8)
+        for h, j in itertools.product(joint, repeat=2):
+            latent_similarity = (joint[h] @ joint[j].T) / joint_scale**2
+            prior_similarity = (prior[h] @ prior[j].T) / prior_scale**2
             total = total + ((latent_similarity - prior_similarity) ** 2).sum(1).mean()
         return total
 
     def pair_loss(self, pairs: dict) -> torch.Tensor:
-        """Cosine distance between the joint embeddings (``z_embedding``) of truly paired cells.
+        """Squared distance between the joint embeddings (``z_embedding``) of truly paired cells.
 
-        Deterministic embeddings and a scale-free distance: a squared distance on samples would mostly reward
-        shrinking the joint latent, not matching the cells.
+        Distances are divided by the mean squared norm of the embeddings in the minibatch, so
+        shrinking the joint space earns nothing, and they are Euclidean, like every distance
+        read off the embedding: a cosine distance leaves the paired cells' norms free (paired
+        BMMC test: FOSCTTM 0.22 with cosine distances but 0.32 with Euclidean ones).
         """
         total = torch.zeros((), device=self.device)
         for (h, j), tensors in pairs.items():
             z_h = self.encode(h, tensors[h][X_KEY])["z_embedding"]
             z_j = self.encode(j, tensors[j][X_KEY])["z_embedding"]
-            total = total + (1.0 - F.cosine_similarity(z_h, z_j, dim=-1)).mean()
+            scale = torch.cat([z_h, z_j]).pow(2).sum(-1).mean().clamp_min(1e-8)
+            total = total + (z_h - z_j).pow(2).sum(-1).mean() / scale
         return total
 
     def cross_generated_views(self, tensors: dict, encoded: dict) -> dict[str, torch.Tensor]:
@@ -304,25 +330,52 @@ class SCCROSSModule(BaseModuleClass):
             views[k] = self.projection[k](self.likelihood[k].mean(params))
         return views
 
-    def adversarial_losses(self, encoded: dict, generated_views: dict, detach: bool) -> torch.Tensor:
-        """Discriminator cross-entropies ``L_D = L_Dz + L_Dge`` (eq. 18-20).
+    def _latent_logits(self, encoded: dict, detach: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        present = [m for m in self.modalities if m in encoded]
+        z = [encoded[m]["z"].detach() if detach else encoded[m]["z"] for m in present]
+        labels = torch.cat(
+            [
+                torch.full((len(zm),), self.modalities.index(m), device=zm.device)
+                for m, zm in zip(present, z, strict=True)
+            ]
+        )
+        return self.latent_discriminator(torch.cat(z)), labels
+
+    def adversarial_losses(self, encoded: dict, generated_views: dict) -> torch.Tensor:
+        """Discriminator cross-entropies ``L_D = L_Dz + L_Dge`` (eq. 18-20), for the D step.
 
         D_z classifies the modality of joint latents. Each D_ge_k separates the projection of
         real ``x_k`` from the projection of ``x_k`` cross-generated from the other modalities
-        (:meth:`cross_generated_views`). ``detach=True`` cuts the generator off (discriminator
-        step), so one generator forward serves both optimiser steps.
+        (:meth:`cross_generated_views`). Generator outputs are detached, so one generator
+        forward serves both optimiser steps.
         """
-        present = [m for m in self.modalities if m in encoded]
-        z = {m: encoded[m]["z"].detach() if detach else encoded[m]["z"] for m in present}
-        logits = self.latent_discriminator(torch.cat([z[m] for m in present]))
-        labels = torch.cat(
-            [torch.full((z[m].shape[0],), self.modalities.index(m), device=logits.device) for m in present]
-        )
+        logits, labels = self._latent_logits(encoded, detach=True)
         loss = F.cross_entropy(logits, labels)
         for k, fake in generated_views.items():
-            fake = fake.detach() if detach else fake
             real = encoded[k]["projected"].detach()
-            scores = self.data_discriminator[k](torch.cat([real, fake])).squeeze(-1)
+            scores = self.data_discriminator[k](torch.cat([real, fake.detach()])).squeeze(-1)
             targets = torch.cat([torch.ones(len(real)), torch.zeros(len(fake))]).to(scores)
-            loss = loss + F.binary_cross_entropy_with_logits(scores, targets) / len(present)
+            loss = loss + F.binary_cross_entropy_with_logits(scores, targets) / len(generated_views)
+        return loss
+
+    def generator_adversarial_loss(self, encoded: dict, generated_views: dict) -> torch.Tensor:
+        """The generator's side of eq. 18-20, in the non-saturating form.
+
+        The paper's minimax form (the generator maximises the discriminators' cross-entropy)
+        gives the generator almost no gradient once a discriminator is confident, and D_z
+        becomes confident within an epoch on the mouse cortex data (its loss fell to
+        0.001-0.01). As in standard GAN practice the generator instead minimises the
+        cross-entropy of the *wrong* answers: D_z's log-probabilities of the other modalities
+        (averaged over them) and D_ge's log-probability of "real" for cross-generated data.
+        The fixed point (discriminators at chance) is the same.
+        """
+        logits, labels = self._latent_logits(encoded, detach=False)
+        log_probs = F.log_softmax(logits, dim=-1)
+        wrong = torch.ones_like(log_probs).scatter_(1, labels[:, None], 0.0)
+        loss = -(log_probs * wrong).sum(1).div(wrong.sum(1)).mean()
+        for k, fake in generated_views.items():
+            scores = self.data_discriminator[k](fake).squeeze(-1)
+            loss = loss + F.binary_cross_entropy_with_logits(scores, torch.ones_like(scores)) / len(
+                generated_views
+            )
         return loss

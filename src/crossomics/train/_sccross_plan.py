@@ -86,15 +86,15 @@ class SCCROSSTrainingPlan(pl.LightningModule):
         if stage == 2:
             generated = self.module.cross_generated_views(tensors, encoded)
             discriminator_loss = self.module.lambda_adversarial * self.module.adversarial_losses(
-                encoded, generated, detach=True
+                encoded, generated
             )
             self._step_optimizer(discriminator_optimizer, discriminator_loss)
             self.log("train_discriminator_loss", discriminator_loss, on_epoch=True, on_step=False)
         losses = self.module.generator_losses(tensors, stage, encoded)
         loss = losses["loss"]
         if stage == 2:
-            adversarial = self.module.adversarial_losses(encoded, generated, detach=False)
-            loss = loss - self.module.lambda_adversarial * adversarial
+            losses["adversarial"] = self.module.generator_adversarial_loss(encoded, generated)
+            loss = loss + self.module.lambda_adversarial * losses["adversarial"]
         # the discriminators must not move during the generator step
         discriminator_optimizer.zero_grad(set_to_none=True)
         self._step_optimizer(generator_optimizer, loss)
