@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -466,11 +467,27 @@ class SCCROSS(SCCROSSGenerationMixin, BaseModelClass):
         return X, source, codes
 
     def _batches(self, X, batch_size: int | None):
+        """Row chunks of ``X`` as tensors for the encoders: CSR tensors when ``X`` is sparse.
+
+        The fixed input transforms work on the stored entries of a CSR tensor, so a chunk of a
+        wide sparse modality (ATAC peaks) is never densified.
+        """
         step = batch_size or settings.batch_size
         for start in range(0, X.shape[0], step):
             chunk = X[start : start + step]
-            dense = chunk.toarray() if sp.issparse(chunk) else np.asarray(chunk)
-            yield torch.as_tensor(dense, dtype=torch.float32, device=self.device)
+            if sp.issparse(chunk):
+                chunk = sp.csr_matrix(chunk, dtype=np.float32)
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", UserWarning)  # torch's "CSR is beta" notice
+                    yield torch.sparse_csr_tensor(
+                        torch.as_tensor(chunk.indptr, dtype=torch.int64),
+                        torch.as_tensor(chunk.indices, dtype=torch.int64),
+                        torch.as_tensor(chunk.data),
+                        chunk.shape,
+                        device=self.device,
+                    )
+            else:
+                yield torch.as_tensor(np.asarray(chunk), dtype=torch.float32, device=self.device)
 
     @torch.inference_mode()
     def get_latent_representation(

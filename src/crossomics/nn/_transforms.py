@@ -21,6 +21,27 @@ def _buffer(value) -> torch.Tensor:
     return torch.as_tensor(np.asarray(value, dtype=np.float32))
 
 
+def _is_csr(x: torch.Tensor) -> bool:
+    return x.layout == torch.sparse_csr
+
+
+def _csr_entries(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Row index, column index and value of every stored entry of a CSR ``x``, and row totals.
+
+    The inference paths (embedding, generation) pass minibatches as CSR tensors: the
+    transforms then touch only the stored entries, since every zero count maps to a
+    per-feature constant. Densifying a 1,024 x 25,734 ATAC batch cost more than the networks.
+    """
+    crow, col, values = x.crow_indices(), x.col_indices(), x.values()
+    rows = torch.repeat_interleave(torch.arange(x.shape[0], device=x.device), crow.diff())
+    totals = torch.zeros(x.shape[0], dtype=values.dtype, device=x.device).index_add_(0, rows, values)
+    return rows, col, values, totals
+
+
+def _csr_like(x: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    return torch.sparse_csr_tensor(x.crow_indices(), x.col_indices(), values, x.shape)
+
+
 class LogNormalizedPCA(nn.Module):
     """``standardise(log1p(x / total * target_sum)) @ components.T`` with clipping.
 
@@ -40,6 +61,16 @@ class LogNormalizedPCA(nn.Module):
         return self.components.shape[0]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Dense ``x``, or a CSR ``x`` (inference): zeros standardise to a per-feature constant."""
+        if _is_csr(x):
+            rows, cols, values, totals = _csr_entries(x)
+            logged = torch.log1p(values / totals[rows].clamp_min(_TOTAL_FLOOR) * self.target_sum)
+            zero_scaled = (-self.feature_mean / self.feature_std).clamp(-self.clip, self.clip)
+            scaled = ((logged - self.feature_mean[cols]) / self.feature_std[cols]).clamp(
+                -self.clip, self.clip
+            )
+            change = torch.sparse.mm(_csr_like(x, scaled - zero_scaled[cols]), self.components.T)
+            return change + zero_scaled @ self.components.T
         total = x.sum(-1, keepdim=True).clamp_min(_TOTAL_FLOOR)
         logged = torch.log1p(x / total * self.target_sum)
         scaled = ((logged - self.feature_mean) / self.feature_std).clamp(-self.clip, self.clip)
@@ -65,9 +96,15 @@ class TfidfLSI(nn.Module):
         return self.components.shape[0]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        total = x.sum(-1, keepdim=True).clamp_min(_TOTAL_FLOOR)
-        tfidf = torch.log1p(x / total * self.idf * self.scale)
-        return (tfidf @ self.components.T - self.output_mean) / self.output_std
+        """Dense ``x``, or a CSR ``x`` (inference): TF-IDF keeps zeros at zero."""
+        if _is_csr(x):
+            rows, cols, values, totals = _csr_entries(x)
+            tfidf = torch.log1p(values / totals[rows].clamp_min(_TOTAL_FLOOR) * self.idf[cols] * self.scale)
+            projected = torch.sparse.mm(_csr_like(x, tfidf), self.components.T)
+        else:
+            total = x.sum(-1, keepdim=True).clamp_min(_TOTAL_FLOOR)
+            projected = torch.log1p(x / total * self.idf * self.scale) @ self.components.T
+        return (projected - self.output_mean) / self.output_std
 
 
 class SparseLinearMap(nn.Module):
@@ -87,12 +124,15 @@ class SparseLinearMap(nn.Module):
         self.shape = matrix.shape
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x @ matrix`` for a dense ``x``; a CSR ``x`` gives a CSR result."""
         with warnings.catch_warnings():
             # torch flags CSR support as beta on every construction; the product used here is stable
             warnings.simplefilter("ignore", UserWarning)
             transposed = torch.sparse_csr_tensor(
                 self.crow_indices, self.col_indices, self.values, (self.shape[1], self.shape[0])
             )
+            if _is_csr(x):
+                return torch.sparse.mm(x, transposed.t().to_sparse_csr())
         return torch.sparse.mm(transposed, x.T.contiguous()).T
 
 
@@ -118,6 +158,8 @@ class GeneSetScores(nn.Module):
 
     def scores(self, x: torch.Tensor) -> torch.Tensor:
         genes = x if self.feature_to_gene is None else self.feature_to_gene(x)
+        if _is_csr(genes):
+            genes = genes.to_dense()  # cells x genes is small; the wide peak space stayed sparse
         total = genes.sum(-1, keepdim=True).clamp_min(_TOTAL_FLOOR)
         return self.set_mean(torch.log1p(genes / total * 1e4))
 
@@ -186,4 +228,6 @@ class StandardizedPCA(nn.Module):
         return self.components.shape[0]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if _is_csr(x):
+            x = x.to_dense()  # continuous data have few features; centring densifies anyway
         return ((x - self.feature_mean) / self.feature_std).clamp(-self.clip, self.clip) @ self.components.T
