@@ -5,7 +5,11 @@ from __future__ import annotations
 import json
 import os
 import platform
+import resource
+import sys
 import time
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as package_version
 from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -185,3 +189,135 @@ class EpochTimer(pl.Callback):
         self.seconds.append(time.perf_counter() - self._start)
         if self.verbose:
             print(f"epoch {trainer.current_epoch}: {self.seconds[-1]:.1f} s", flush=True)
+
+
+# ---------------------------------------------------------------- run header, memory, figures
+HEADER_PACKAGES = (
+    "crossomics",
+    "torch",
+    "scvi-tools",
+    "lightning",
+    "anndata",
+    "mudata",
+    "scanpy",
+    "numpy",
+    "scikit-learn",
+    "scib-metrics",
+    "jax",
+    "harmonypy",
+    "scglue",
+)
+
+
+def peak_rss_gb() -> float:
+    """Peak resident memory of this process so far, in GB (Linux ``ru_maxrss`` is in KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
+
+
+def package_versions(names=HEADER_PACKAGES) -> dict[str, str]:
+    """Installed version of each distribution (``"not installed"`` when missing)."""
+    versions = {}
+    for name in names:
+        try:
+            versions[name] = package_version(name)
+        except PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def machine_description() -> str:
+    """CPU model, visible cores, memory and accelerator of this machine, in one line."""
+    cpu = platform.processor() or platform.machine()
+    if Path("/proc/cpuinfo").exists():
+        names = [
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ]
+        cpu = names[0] if names else cpu
+    memory = ""
+    if Path("/proc/meminfo").exists():
+        total_kb = int(Path("/proc/meminfo").read_text().split()[1])
+        memory = f", {total_kb / 1024**2:.0f} GB RAM"
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    return (
+        f"{cpu}, {os.cpu_count()} CPUs visible{memory}, {gpu}; {platform.system()} {platform.release()}; "
+        f"{torch.get_num_threads()} torch threads; load average {os.getloadavg()[0]:.1f} when written"
+    )
+
+
+def results_header(seed: int, settings: dict | None = None) -> list[str]:
+    """Markdown lines every results file starts with: machine, package versions, seed, command."""
+    versions = ", ".join(f"{name} {v}" for name, v in package_versions().items())
+    lines = [
+        f"- Machine: {machine_description()} (timings on a shared machine are inflated when the "
+        "load average exceeds the core count).",
+        f"- Python {platform.python_version()}; {versions}.",
+        f"- Seed: {seed}.",
+        "- Command: `python " + " ".join(["benchmarks/" + Path(sys.argv[0]).name, *sys.argv[1:]]) + "`.",
+    ]
+    if settings:
+        lines.append("- Settings: `" + json.dumps(settings, default=str) + "`.")
+    return lines
+
+
+def save_figure(fig, path: Path, dpi: int = 110) -> Path:
+    """Save a matplotlib figure (parent folders created) and close it; errors propagate."""
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def umap_coordinates(embedding: np.ndarray, seed: int = 0, n_neighbors: int = 15) -> np.ndarray:
+    """2-D UMAP of an embedding (scanpy neighbours + UMAP), float32 of shape ``(n_rows, 2)``."""
+    import anndata as ad
+    import scanpy as sc
+
+    adata = ad.AnnData(np.asarray(embedding, dtype=np.float32))
+    sc.pp.neighbors(adata, use_rep="X", n_neighbors=n_neighbors, random_state=seed)
+    sc.tl.umap(adata, random_state=seed)
+    return adata.obsm["X_umap"].astype(np.float32)
+
+
+def umap_grid(coordinates: dict[str, np.ndarray], labels, modality, title: str):
+    """Figure with one row per method: its UMAP coloured by cell type and by modality."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = np.asarray(labels).astype(str)
+    modality = np.asarray(modality).astype(str)
+    # tab10 for up to 10 categories, else up to 60 colours (tab20, tab20b, tab20c), repeating beyond
+    many = np.vstack([plt.get_cmap(name).colors for name in ("tab20", "tab20b", "tab20c")])
+    fig, axes = plt.subplots(len(coordinates), 2, figsize=(13, 4.6 * len(coordinates)), squeeze=False)
+    order = np.random.default_rng(0).permutation(len(labels))
+    for row, (method, xy) in enumerate(coordinates.items()):
+        for ax, values, what in zip(axes[row], (labels, modality), ("cell type", "modality"), strict=True):
+            categories = np.unique(values)
+            palette = np.asarray(plt.get_cmap("tab10").colors) if len(categories) <= 10 else many
+            codes = np.searchsorted(categories, values[order]) % len(palette)
+            ax.scatter(xy[order, 0], xy[order, 1], c=palette[codes], s=2, linewidths=0, rasterized=True)
+            ax.set_title(f"{method}: {what}")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if row == 0 or what == "modality":
+                handles = [
+                    plt.Line2D([], [], marker="o", ls="", color=palette[i % len(palette)], label=c)
+                    for i, c in enumerate(categories)
+                ]
+                ax.legend(
+                    handles=handles,
+                    fontsize=6,
+                    ncol=int(np.ceil(len(categories) / 16)),
+                    loc="center left",
+                    bbox_to_anchor=(1, 0.5),
+                    frameon=False,
+                )
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig

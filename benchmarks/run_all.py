@@ -16,6 +16,11 @@ STUDIES = [
     ("pp_timing.py", False),
     ("integration_mouse_cortex.py", True),
     ("minnet_mouse_cortex.py", False),
+    ("split_embedding_mouse_cortex.py", True),
+    ("integration_peers.py --dataset mouse_cortex", True),
+    ("integration_peers.py --dataset bmmc_multiome", True),
+    ("integration_peers.py --dataset bmmc_cite", True),
+    ("scaling_sccross.py", True),
     ("minnet_smoothing.py", False),
     ("minnet_scaling.py", False),
     ("generation_mouse_cortex.py", True),
@@ -31,7 +36,10 @@ def main() -> None:
     args = parser.parse_args()
     failed = []
     for script, has_quick in STUDIES:
-        command = [sys.executable, str(HERE / script)] + (["--quick"] if args.quick and has_quick else [])
+        name, *options = script.split()
+        command = [sys.executable, str(HERE / name), *options] + (
+            ["--quick"] if args.quick and has_quick else []
+        )
         print(f"[bench] {' '.join(command)}", flush=True)
         if subprocess.run(command, cwd=HERE.parent, check=False).returncode != 0:
             failed.append(script)
