@@ -1,5 +1,6 @@
 """Sphinx configuration for the crossomics documentation."""
 
+import os
 import warnings
 from datetime import date
 from importlib.metadata import version as package_version
@@ -32,10 +33,19 @@ master_doc = "index"
 exclude_patterns = ["_build", "**.ipynb_checkpoints", "jupyter_execute"]
 templates_path = ["_templates"]
 
-# MyST and notebooks; notebooks are not executed during the build (for now)
+# MyST and notebooks
 myst_enable_extensions = ["dollarmath", "amsmath", "colon_fence", "deflist"]
 myst_heading_anchors = 3
-nb_execution_mode = "off"
+# The tutorials (docs/tutorials is a symlink to ../tutorials) are MyST notebooks that train models
+# for minutes each, so the build does not execute them: `make docs` stays fast and warning-free,
+# and tests/test_tutorials.py executes them instead. To publish the pages with their outputs, build
+# with CROSSOMICS_DOCS_EXECUTE=cache: myst-nb runs each notebook once and reuses the result from
+# docs/_build/.jupyter_cache until the notebook's code changes.
+nb_execution_mode = "cache" if os.environ.get("CROSSOMICS_DOCS_EXECUTE") == "cache" else "off"
+nb_execution_cache_path = str(ROOT / "docs" / "_build" / ".jupyter_cache")
+nb_execution_timeout = 900
+nb_execution_in_temp = True  # run in a temporary directory: nothing lands in the source tree
+nb_execution_raise_on_error = True
 
 # API reference: one generated page per public object, driven by each module's __all__
 autosummary_generate = True
@@ -78,10 +88,21 @@ def _changelog() -> str:
     return "# Changelog\n\nNo changes recorded yet.\n"
 
 
+def _benchmark_figures(table: Path) -> str:
+    """Image directives for the figure(s) a results table names after itself (``<stem>[_umap].png``)."""
+    figures = [table.with_suffix(".png"), table.with_name(table.stem + "_umap.png")]
+    return "".join(
+        f"\n```{{image}} ../benchmarks/results/{figure.name}\n:alt: {figure.stem}\n:width: 100%\n```\n"
+        for figure in figures
+        if figure.exists()
+    )
+
+
 def _benchmark_tables() -> str:
     return "".join(
         f"\n## {table.stem.replace('_', ' ')}\n\n"
         f"```{{include}} ../benchmarks/results/{table.name}\n:heading-offset: 2\n```\n"
+        + _benchmark_figures(table)
         for table in sorted(BENCHMARK_RESULTS.glob("*.md"))
     )
 

@@ -99,3 +99,17 @@ def test_errors_name_the_missing_input():
         tl.minibulk(adata, groupby="celltype", use_rep="X_joint")
     with pytest.raises(ValueError, match="paired=True needs"):
         tl.minibulk([adata, adata[::-1].copy()], groupby="cell_type", use_rep="X_joint", paired=True)
+
+
+def test_minibulk_groupby_named_group():
+    """A cell-type column called "group" (the index name of the result) works."""
+    rng = np.random.default_rng(0)
+    cells = AnnData(sp.csr_matrix(rng.poisson(1, (100, 5)).astype("float32")))
+    cells.obs["group"] = np.repeat(["A", "B"], 50)
+    cells.obsm["emb"] = rng.normal(size=(100, 3))
+    bulk = tl.minibulk(cells, groupby="group", use_rep="emb", n_groups=4)
+    assert bulk.n_obs == 4 and bulk.obs["n_cells"].sum() == 100
+    assert sorted(bulk.obs["group"].unique()) == ["A", "B"]
+    with pytest.raises(ValueError, match="clashes"):
+        cells.obs["position"] = cells.obs["group"]
+        tl.minibulk(cells, groupby="position", use_rep="emb", n_groups=4)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from numbers import Real
 
+import mudata
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
@@ -264,7 +265,9 @@ class SCCROSSGenerationMixin:
                 for i in range(0, n_cells, step)
             ]
             mods[m] = self._generation_output(m, values, output, obs.copy(), {"simulated_group": str(group)})
-        return MuData(mods)
+        # the simulated cells are matched row by row; nothing to pull from the modalities
+        with mudata.set_options(pull_on_update=False):
+            return MuData(mods)
 
     # ------------------------------------------------------------------ perturbation
     @torch.inference_mode()

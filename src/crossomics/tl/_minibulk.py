@@ -95,7 +95,7 @@ def _assign_groups(
         )
         counts = counts.drop(index=absent)
     group_of_cell = np.full(stacked_labels.size, "", dtype=object)
-    records = []
+    names_all, types_all, positions_all = [], [], []
     for cell_type, n_type_groups in _groups_per_type(counts, n_groups).items():
         members = np.flatnonzero(stacked_labels == cell_type)
         names = np.array([f"{cell_type}_{k}" for k in range(n_type_groups)], dtype=object)
@@ -106,10 +106,16 @@ def _assign_groups(
             in_source = input_of[members] == source
             part = _cut(rank[in_source], n_type_groups)
             group_of_cell[members[in_source]] = names[part]
-        records += [{"group": name, groupby: cell_type, "position": k} for k, name in enumerate(names)]
+        names_all += list(names)
+        types_all += [cell_type] * n_type_groups
+        positions_all += list(range(n_type_groups))
     bounds = np.cumsum([0, *sizes])
     groups = [group_of_cell[start:stop] for start, stop in zip(bounds[:-1], bounds[1:], strict=True)]
-    return groups, pd.DataFrame(records).set_index("group")
+    # built column by column so that any groupby name (even "group") is a plain column
+    table = pd.DataFrame(
+        {groupby: types_all, "position": positions_all}, index=pd.Index(names_all, name="group")
+    )
+    return groups, table
 
 
 def _aggregate(
@@ -196,6 +202,8 @@ def minibulk(
         raise ValueError("pass at least one AnnData and n_groups >= 1")
     if aggregate not in ("sum", "mean"):
         raise ValueError(f"aggregate must be 'sum' or 'mean', got {aggregate!r}")
+    if groupby in ("position", "n_cells"):
+        raise ValueError(f"groupby={groupby!r} clashes with an output obs column; rename that column")
     for position, data in enumerate(adatas):
         if groupby not in data.obs:
             raise ValueError(

@@ -82,6 +82,7 @@ class SCCROSSTrainingPlan(pl.LightningModule):
         tensors = nest_pairs(batch)
         generator_optimizer, discriminator_optimizer = self.optimizers()
         stage = self.stage
+        n_cells = sum(v["x"].shape[0] for k, v in tensors.items() if k != "pairs")
         encoded = self.module.inference(tensors)
         if stage == 2:
             generated = self.module.cross_generated_views(tensors, encoded)
@@ -89,7 +90,13 @@ class SCCROSSTrainingPlan(pl.LightningModule):
                 encoded, generated
             )
             self._step_optimizer(discriminator_optimizer, discriminator_loss)
-            self.log("train_discriminator_loss", discriminator_loss, on_epoch=True, on_step=False)
+            self.log(
+                "train_discriminator_loss",
+                discriminator_loss,
+                on_epoch=True,
+                on_step=False,
+                batch_size=n_cells,
+            )
         losses = self.module.generator_losses(tensors, stage, encoded)
         loss = losses["loss"]
         if stage == 2:
@@ -98,16 +105,15 @@ class SCCROSSTrainingPlan(pl.LightningModule):
         # the discriminators must not move during the generator step
         discriminator_optimizer.zero_grad(set_to_none=True)
         self._step_optimizer(generator_optimizer, loss)
-        n_cells = sum(v["x"].shape[0] for k, v in tensors.items() if k != "pairs")
         for name, value in losses.items():
             self.log(f"train_{name}", value, on_epoch=True, on_step=False, batch_size=n_cells)
-        self.log("stage", float(stage), on_epoch=True, on_step=False)
+        self.log("stage", float(stage), on_epoch=True, on_step=False, batch_size=n_cells)
 
     def validation_step(self, batch, batch_idx):
         tensors = nest_pairs(batch)
         losses = self.module.generator_losses(tensors, self.stage)
         self._validation_losses.append(losses["loss"].detach())
-        n_cells = sum(v["x"].shape[0] for v in tensors.values())
+        n_cells = sum(v["x"].shape[0] for k, v in tensors.items() if k != "pairs")
         self.log("validation_loss", losses["loss"], on_epoch=True, on_step=False, batch_size=n_cells)
 
     def on_validation_epoch_end(self):
