@@ -241,23 +241,13 @@ def main(argv=None):
         ]
     )
     stem = cm.RESULTS / ("generation_mouse_cortex" + ("_quick" if args.quick else ""))
-    try:
-        import matplotlib
+    import matplotlib.pyplot as plt
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        fig, ax = plt.subplots(figsize=(6, 5))
-        gen = ad.AnnData(
-            np.asarray(gen_rna["SCCROSS"]), obs=rna_q.obs[[LABEL]].copy(), var=rna_q.var[[]].copy()
-        )
-        co.pl.generated_vs_real_umap(rna_q, gen, color=LABEL, ax=ax, seed=args.seed)
-        ax.set_title("SCCROSS RNA from ATAC (colour) over real RNA (grey)")
-        fig.tight_layout()
-        fig.savefig(stem.with_name(stem.name + "_umap.png"), dpi=100)
-        plt.close(fig)
-    except Exception as err:
-        print(f"figure failed: {err!r}", flush=True)
+    fig, ax = plt.subplots(figsize=(6, 5))
+    gen = ad.AnnData(np.asarray(gen_rna["SCCROSS"]), obs=rna_q.obs[[LABEL]].copy(), var=rna_q.var[[]].copy())
+    co.pl.generated_vs_real_umap(rna_q, gen, color=LABEL, ax=ax, seed=args.seed)
+    ax.set_title("SCCROSS RNA from ATAC (colour) over real RNA (grey)")
+    cm.save_figure(fig, stem.with_name(stem.name + "_umap.png"), dpi=100)
     settings = {
         "mode": "quick" if args.quick else "full",
         "seed": args.seed,

@@ -152,31 +152,23 @@ def main(argv=None):
     stem = cm.RESULTS / ("perturbation_bone_marrow" + ("_quick" if args.quick else ""))
     prot.to_csv(stem.with_name(stem.name + "_proteins.csv"), index=False)
     scores.to_csv(stem.with_name(stem.name + "_scores.csv"))
-    try:
-        import matplotlib
+    import matplotlib.pyplot as plt
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+    import crossomics as co
 
-        import crossomics as co
-
-        fig, axes = plt.subplots(1, 2, figsize=(11, 5.5))
-        co.pl.perturbation_scores(scores, n_top=20, ax=axes[0])
-        axes[1].scatter(meas_diff, gen_diff.loc[meas_diff.index], s=10)
-        for g in gen_diff.abs().sort_values(ascending=False).index[:8]:
-            axes[1].annotate(g, (meas_diff[g], gen_diff[g]), fontsize=7)
-        axes[1].axhline(0, lw=0.5, c="k")
-        axes[1].axvline(0, lw=0.5, c="k")
-        axes[1].set(
-            xlabel="measured Young - Old (mean log-norm ADT)",
-            ylabel="generated perturbed - unperturbed",
-            title="proteins",
-        )
-        fig.tight_layout()
-        fig.savefig(stem.with_name(stem.name + ".png"), dpi=100)
-        plt.close(fig)
-    except Exception as err:
-        print(f"figure failed: {err!r}", flush=True)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 5.5))
+    co.pl.perturbation_scores(scores, n_top=20, ax=axes[0])
+    axes[1].scatter(meas_diff, gen_diff.loc[meas_diff.index], s=10)
+    for g in gen_diff.abs().sort_values(ascending=False).index[:8]:
+        axes[1].annotate(g, (meas_diff[g], gen_diff[g]), fontsize=7)
+    axes[1].axhline(0, lw=0.5, c="k")
+    axes[1].axvline(0, lw=0.5, c="k")
+    axes[1].set(
+        xlabel="measured Young - Old (mean log-norm ADT)",
+        ylabel="generated perturbed - unperturbed",
+        title="proteins",
+    )
+    cm.save_figure(fig, stem.with_name(stem.name + ".png"), dpi=100)
     settings = {
         "mode": "quick" if args.quick else "full",
         "seed": args.seed,

@@ -117,19 +117,11 @@ def main(argv=None):
     table = pd.DataFrame(out)
     real_acc = float(np.mean(predict(real_astro.X) == GROUP))
     stem = cm.RESULTS / ("simulation_astrocytes" + ("_quick" if args.quick else ""))
-    try:
-        import matplotlib
+    import matplotlib.pyplot as plt
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        fig, ax = plt.subplots(figsize=(4.8, 4.5))
-        co.pl.simulated_vs_real_markers(real_astro, sims[1], markers=real_markers[:30], ax=ax)
-        fig.tight_layout()
-        fig.savefig(stem.with_name(stem.name + "_markers.png"), dpi=100)
-        plt.close(fig)
-    except Exception as err:
-        print(f"figure failed: {err!r}", flush=True)
+    fig, ax = plt.subplots(figsize=(4.8, 4.5))
+    co.pl.simulated_vs_real_markers(real_astro, sims[1], markers=real_markers[:30], ax=ax)
+    cm.save_figure(fig, stem.with_name(stem.name + "_markers.png"), dpi=100)
     settings = {
         "mode": "quick" if args.quick else "full",
         "seed": args.seed,
