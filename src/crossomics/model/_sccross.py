@@ -23,6 +23,7 @@ from crossomics._validation import check_counts, check_finite, check_no_empty_ce
 from crossomics.model._sccross_generation import SCCROSSGenerationMixin
 from crossomics.model._sccross_inputs import (
     feature_alignment,
+    fit_common_gene_features,
     fit_gene_set_features,
     fit_projection,
     fit_reference_graph,
@@ -84,6 +85,15 @@ class SCCROSS(SCCROSSGenerationMixin, BaseModelClass):
         matched case-insensitively), a ``{name: [genes]}`` mapping, or ``None`` to turn them off.
     n_gene_set_components
         Components of the fixed PCA applied to the gene-set scores.
+    common_gene_features
+        Also give each encoder its cells' coordinates in one joint PCA of all modalities'
+        common-gene expression (:func:`crossomics.pp.fit_common_gene_space`, ``n_components``
+        components): the space the MNN prior is built in, as a fixed transform that also
+        applies to query cells. An extension of the paper's encoder input: the MNN prior loss
+        asks the encoder to reproduce prior coordinates computed from gene-level counts, and
+        the projection and gene-set scores alone do not carry that information for ATAC (an
+        MLP regressing the prior from them on 2,400 mouse cortex cells reached FOSCTTM 0.279
+        on 600 held-out cells, against 0.193 with this input and 0.186 for the prior itself).
     lambda_adversarial
         Weight ``lambda_D`` of the discriminators (paper: 0.05).
     lambda_mnn
@@ -128,6 +138,7 @@ class SCCROSS(SCCROSSGenerationMixin, BaseModelClass):
         n_graph_reference: int = 20_000,
         gene_sets: str | Mapping[str, Sequence[str]] | None = "go_bp",
         n_gene_set_components: int = 20,
+        common_gene_features: bool = True,
         lambda_adversarial: float = 0.05,
         lambda_mnn: float = 0.04,
         lambda_pairs: float = 1.0,
@@ -164,6 +175,19 @@ class SCCROSS(SCCROSSGenerationMixin, BaseModelClass):
             gene_set_features[m] = fit_gene_set_features(
                 self.kinds_[m], mdata.mod[m], X, sets, annotation, n_gene_set_components, seed
             )
+        common_gene_inputs = None
+        if common_gene_features:
+            common_gene_inputs = fit_common_gene_features(
+                mdata,
+                self.modalities_,
+                {m: self.adata_manager.get_from_registry(data_key(m)) for m in self.modalities_},
+                n_components,
+                seed,
+                kinds=self.kinds_,
+                gene_annotation=annotation,
+                protein_to_gene=setup["protein_to_gene"],
+                layers=setup["layers"],
+            )
         self.module = self._module_cls(
             modalities=self.modalities_,
             n_features={m: len(self.feature_names_[m]) for m in self.modalities_},
@@ -172,6 +196,7 @@ class SCCROSS(SCCROSSGenerationMixin, BaseModelClass):
             projections=projections,
             graph_convolutions=graphs,
             gene_set_features=gene_set_features,
+            common_gene_features=common_gene_inputs,
             n_latent=n_latent,
             n_hidden=n_hidden,
             n_layers=n_layers,

@@ -16,6 +16,7 @@ import torch
 from anndata import AnnData
 
 from crossomics import pp
+from crossomics.nn._common_genes import CommonGeneProjection
 from crossomics.nn._likelihoods import COUNT_LIKELIHOODS
 from crossomics.nn._transforms import (
     GeneSetScores,
@@ -95,6 +96,25 @@ def fit_gene_set_features(
     n_components = int(min(n_components, standardized.shape[1] - 1, standardized.shape[0] - 1))
     components = top_right_singular_vectors(standardized - standardized.mean(0), n_components, seed)
     return GeneSetScores(membership, components, mean, std, feature_to_gene)
+
+
+def fit_common_gene_features(
+    mdata, modalities, matrices: dict, n_components: int, seed: int, **view_kwargs
+) -> dict[str, CommonGeneProjection]:
+    """Per-modality :class:`~crossomics.nn.CommonGeneProjection` onto one fitted joint PCA.
+
+    ``matrices`` holds each modality's registered data; ``view_kwargs`` are the arguments of
+    :func:`crossomics.pp.fit_common_gene_space` (kinds, annotation, protein mapping, layers).
+    """
+    space = pp.fit_common_gene_space(
+        mdata, modalities, n_comps=n_components, random_state=seed, **view_kwargs
+    )
+    features = {}
+    for m in modalities:
+        unscaled = CommonGeneProjection.from_space(space, m)
+        std = _apply_in_chunks(unscaled, matrices[m]).std(0)
+        features[m] = CommonGeneProjection.from_space(space, m, output_std=np.maximum(std, 1e-6))
+    return features
 
 
 @torch.no_grad()

@@ -38,6 +38,10 @@ class SCCROSSModule(BaseModuleClass):
         Per-modality :class:`~crossomics.nn.ReferenceGraphConvolution` applied to the projection.
     gene_set_features
         Per-modality :class:`~crossomics.nn.GeneSetScores` or ``None``.
+    common_gene_features
+        Per-modality :class:`~crossomics.nn.CommonGeneProjection` (one joint PCA of the
+        modalities' common-gene expression, the space the MNN prior is computed in), or
+        ``None`` to leave it out of the encoder input.
     n_latent
         Size of the modality latents ``z_k`` and of the joint latent ``z`` (paper: 50).
     n_hidden, n_layers, dropout
@@ -63,6 +67,7 @@ class SCCROSSModule(BaseModuleClass):
         projections: dict[str, nn.Module],
         graph_convolutions: dict[str, nn.Module],
         gene_set_features: dict[str, nn.Module | None],
+        common_gene_features: dict[str, nn.Module] | None = None,
         n_latent: int = 50,
         n_hidden: int = 256,
         n_layers: int = 2,
@@ -87,6 +92,7 @@ class SCCROSSModule(BaseModuleClass):
         self.projection = nn.ModuleDict(projections)
         self.graph = nn.ModuleDict(graph_convolutions)
         self.gene_sets = nn.ModuleDict({m: g for m, g in gene_set_features.items() if g is not None})
+        self.common_genes = nn.ModuleDict(common_gene_features or {})
         self.encoder = nn.ModuleDict()
         self.decoder = nn.ModuleDict()
         self.likelihood = nn.ModuleDict()
@@ -95,7 +101,9 @@ class SCCROSSModule(BaseModuleClass):
         self.data_discriminator = nn.ModuleDict()
         for m in self.modalities:
             n_projection = projections[m].n_output
-            n_input = n_projection + (self.gene_sets[m].n_output if m in self.gene_sets else 0)
+            n_input = n_projection + sum(
+                side[m].n_output for side in (self.gene_sets, self.common_genes) if m in side
+            )
             self.encoder[m] = GaussianEncoder(n_input, n_latent, n_hidden, n_layers, dropout)
             self.decoder[m] = mlp(n_latent, n_hidden, n_layers, dropout=0.0)
             self.likelihood[m] = BatchAffineLikelihood(n_hidden, n_features[m], n_batches[m], likelihoods[m])
@@ -117,12 +125,14 @@ class SCCROSSModule(BaseModuleClass):
 
     # ------------------------------------------------------------------ building blocks
     def encoder_input(self, modality: str, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Fixed first layer: projection, graph convolution and gene-set scores (eq. 2)."""
+        """Fixed first layer: projection, graph convolution, gene-set scores (eq. 2) and the
+        common-gene projection."""
         projected = self.projection[modality](x)
-        features = self.graph[modality](projected)
-        if modality in self.gene_sets:
-            features = torch.cat([features, self.gene_sets[modality](x)], dim=-1)
-        return features, projected
+        return self._with_side_features(modality, x, self.graph[modality](projected)), projected
+
+    def _with_side_features(self, modality: str, x: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+        side = [s[modality](x) for s in (self.gene_sets, self.common_genes) if modality in s]
+        return torch.cat([features, *side], dim=-1) if side else features
 
     def graph_neighbour_mean(self, modality: str, x: torch.Tensor) -> torch.Tensor:
         """Mean projection of each cell's reference-graph neighbours."""
@@ -133,9 +143,7 @@ class SCCROSSModule(BaseModuleClass):
     ) -> torch.Tensor:
         """Joint latent means with the graph neighbours held fixed (used by perturbation)."""
         projected = self.projection[modality](x)
-        features = self.graph[modality].mix(projected, neighbour_mean)
-        if modality in self.gene_sets:
-            features = torch.cat([features, self.gene_sets[modality](x)], dim=-1)
+        features = self._with_side_features(modality, x, self.graph[modality].mix(projected, neighbour_mean))
         return self._encode_features(modality, features, projected, sample=False)["z"]
 
     def encode(self, modality: str, x: torch.Tensor, sample: bool = True) -> dict[str, torch.Tensor]:

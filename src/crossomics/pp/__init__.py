@@ -4,7 +4,8 @@ Every function leaves its inputs unchanged unless its docstring names the slot i
 (``obsm[key_added]`` and the like).
 """
 
-from ._common_genes import common_gene_views
+from ._common_gene_space import CommonGeneSpace, fit_common_gene_space
+from ._common_genes import common_gene_maps, common_gene_views
 from ._gene_activity import gene_activity
 from ._gene_sets import gene_set_membership, gene_set_scores, read_gmt
 from ._input_transforms import LSITransform, PCATransform, fit_lsi, fit_pca, lsi
@@ -13,9 +14,12 @@ from ._mnn_prior import metacell_labels, mnn_prior
 from ._peaks import parse_peaks, peak_to_gene_matrix
 
 __all__ = [
+    "CommonGeneSpace",
     "LSITransform",
     "PCATransform",
+    "common_gene_maps",
     "common_gene_views",
+    "fit_common_gene_space",
     "fit_lsi",
     "fit_pca",
     "gene_activity",

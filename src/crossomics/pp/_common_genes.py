@@ -7,14 +7,14 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 from anndata import AnnData
 from mudata import MuData
 
 from crossomics._validation import check_counts, get_matrix
 
-from ._gene_activity import gene_activity
-from ._normalize import aggregate_columns
-from ._peaks import resolve_annotation
+from ._normalize import aggregate_columns, as_float32_csr
+from ._peaks import peak_to_gene_matrix, resolve_annotation
 from ._protein_genes import antibody_genes
 
 logger = logging.getLogger(__name__)
@@ -128,8 +128,50 @@ def common_gene_views(
     True
     """
     modalities = check_modalities(mdata, modalities)
-    kinds = infer_modality_kinds(modalities, kinds)
     layers = dict(layers or {})
+    counts = {}
+    for modality in modalities:
+        layer = layers.get(modality)
+        counts[modality] = get_matrix(mdata.mod[modality], layer, name=f"modality {modality!r}")
+        where = f"modality {modality!r} " + (f"layer {layer!r}" if layer else "X")
+        check_counts(
+            counts[modality],
+            where,
+            hint=f" for the common-gene views (pass layers={{{modality!r}: <raw count layer>}})",
+        )
+    gene_names, maps = common_gene_maps(mdata, modalities, kinds, gene_annotation, protein_to_gene)
+    views = {}
+    for modality in modalities:
+        var = pd.DataFrame(
+            {"n_source_features": np.diff(maps[modality].tocsc().indptr).astype(np.int64)}, index=gene_names
+        )
+        views[modality] = AnnData(
+            X=as_float32_csr(counts[modality]) @ maps[modality], obs=mdata.mod[modality].obs.copy(), var=var
+        )
+    return views
+
+
+def common_gene_maps(
+    mdata: MuData,
+    modalities: Sequence[str],
+    kinds: Mapping[str, str] | None = None,
+    gene_annotation: pd.DataFrame | str | None = None,
+    protein_to_gene: Mapping[str, str] | pd.Series | None = None,
+) -> tuple[pd.Index, dict[str, sp.csr_matrix]]:
+    """The linear maps behind :func:`common_gene_views`: ``view = counts @ map``.
+
+    Every map is a 0/1 float32 CSR matrix (features x common genes) that sums each modality's
+    features into the genes all modalities share (peaks overlapping a gene's window for ATAC,
+    antibodies targeting a gene for protein, the gene itself for RNA). Only ``var`` is read,
+    so the maps also apply to query cells with the same features.
+
+    Returns
+    -------
+    tuple
+        The common gene names (spelled as in the first modality) and modality -> map.
+    """
+    modalities = check_modalities(mdata, modalities)
+    kinds = infer_modality_kinds(modalities, kinds)
     if "atac" in kinds.values():
         if gene_annotation is None:
             atac_names = [m for m in modalities if kinds[m] == "atac"]
@@ -139,47 +181,42 @@ def common_gene_views(
             )
         gene_annotation = resolve_annotation(gene_annotation)
 
-    gene_level: dict[str, tuple] = {}
+    gene_level: dict[str, tuple[sp.csr_matrix, pd.Index]] = {}
     # proteins are matched against the genes the other modalities measure, so those come first
     for modality in sorted(modalities, key=lambda m: kinds[m] == "protein"):
         adata = mdata.mod[modality]
-        layer = layers.get(modality)
-        counts = get_matrix(adata, layer, name=f"modality {modality!r}")
-        where = f"modality {modality!r} " + (f"layer {layer!r}" if layer else "X")
-        check_counts(
-            counts,
-            where,
-            hint=f" for the common-gene views (pass layers={{{modality!r}: <raw count layer>}})",
-        )
         if kinds[modality] == "atac":
-            activity = gene_activity(adata, gene_annotation, layer=layer)
-            gene_level[modality] = (activity.X, activity.var_names, activity.var["n_peaks"].to_numpy())
+            peak_gene, genes = peak_to_gene_matrix(adata.var, gene_annotation)
+            gene_level[modality] = (sp.csr_matrix(peak_gene, dtype=np.float32), genes)
             continue
         if kinds[modality] == "rna":
-            gene_level[modality] = (counts, adata.var_names, np.ones(adata.n_vars, dtype=np.int64))
+            gene_level[modality] = (
+                sp.identity(adata.n_vars, dtype=np.float32, format="csr"),
+                adata.var_names,
+            )
             continue
-        universe = np.concatenate([np.asarray(names) for _, names, _ in gene_level.values()] or [[]])
+        universe = np.concatenate([np.asarray(names) for _, names in gene_level.values()] or [[]])
         genes = antibody_genes(adata.var_names, universe, protein_to_gene)
         mapped = np.flatnonzero(pd.notna(genes))
         logger.info("modality %r: %d of %d antibodies mapped to genes", modality, mapped.size, adata.n_vars)
-        gene_level[modality] = (
-            counts[:, mapped],
-            pd.Index(genes[mapped]),
-            np.ones(mapped.size, dtype=np.int64),
+        selection = sp.csr_matrix(
+            (np.ones(mapped.size, dtype=np.float32), (mapped, np.arange(mapped.size))),
+            shape=(adata.n_vars, mapped.size),
         )
-
+        gene_level[modality] = (selection, pd.Index(genes[mapped]))
     return _restrict_to_common_genes(mdata, modalities, gene_level)
 
 
-def _restrict_to_common_genes(mdata: MuData, modalities: list[str], gene_level: dict) -> dict[str, AnnData]:
+def _restrict_to_common_genes(
+    mdata: MuData, modalities: list[str], gene_level: dict
+) -> tuple[pd.Index, dict[str, sp.csr_matrix]]:
     keyed = {}
     for modality in modalities:
-        counts, genes, n_source = gene_level[modality]
+        feature_map, genes = gene_level[modality]
         keys = pd.Index(genes).astype(str).str.upper()
-        summed, unique_keys = aggregate_columns(counts, keys)
-        source_counts, _ = aggregate_columns(n_source[None, :], keys)
+        summed, unique_keys = aggregate_columns(feature_map, keys)
         spelling = pd.Series(np.asarray(genes, dtype=object)).groupby(keys.to_numpy()).first()
-        keyed[modality] = (summed, pd.Index(unique_keys), source_counts.toarray().ravel(), spelling)
+        keyed[modality] = (summed, pd.Index(unique_keys), spelling)
 
     common = keyed[modalities[0]][1]
     for modality in modalities[1:]:
@@ -193,11 +230,9 @@ def _restrict_to_common_genes(mdata: MuData, modalities: list[str], gene_level: 
             "and that feature names are gene symbols (or pass protein_to_gene= for antibodies)"
         )
 
-    gene_names = pd.Index(keyed[modalities[0]][3].loc[common].to_numpy(), dtype=str)
-    views = {}
+    gene_names = pd.Index(keyed[modalities[0]][2].loc[common].to_numpy(), dtype=str)
+    maps = {}
     for modality in modalities:
-        summed, unique_keys, n_source, _ = keyed[modality]
-        columns = unique_keys.get_indexer(common)
-        var = pd.DataFrame({"n_source_features": n_source[columns].astype(np.int64)}, index=gene_names)
-        views[modality] = AnnData(X=summed[:, columns], obs=mdata.mod[modality].obs.copy(), var=var)
-    return views
+        summed, unique_keys, _ = keyed[modality]
+        maps[modality] = sp.csr_matrix(summed[:, unique_keys.get_indexer(common)])
+    return gene_names, maps

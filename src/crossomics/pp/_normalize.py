@@ -47,13 +47,25 @@ def log_normalize(X, target_sum: float = 1e4):
     return np.log1p(normalised)
 
 
-def standardize_columns(X: np.ndarray, clip: float = 10.0) -> np.ndarray:
-    """Zero-mean, unit-variance columns clipped to ``[-clip, clip]`` (constant columns become 0)."""
-    dense = X.toarray() if sp.issparse(X) else np.asarray(X)
-    dense = dense.astype(np.float32)
-    mean = dense.mean(axis=0)
+def column_mean_std(X) -> tuple[np.ndarray, np.ndarray]:
+    """Float32 column means and standard deviations; near-constant columns get a std of 1."""
+    dense = (X.toarray() if sp.issparse(X) else np.asarray(X)).astype(np.float32)
     std = dense.std(axis=0)
     std[std < 1e-6] = 1.0
+    return dense.mean(axis=0), std
+
+
+def standardize_columns(
+    X: np.ndarray, clip: float = 10.0, mean: np.ndarray | None = None, std: np.ndarray | None = None
+) -> np.ndarray:
+    """Zero-mean, unit-variance columns clipped to ``[-clip, clip]`` (constant columns become 0).
+
+    ``mean`` and ``std`` default to the columns' own (:func:`column_mean_std`); pass stored
+    ones to apply a fitted standardisation to new rows.
+    """
+    dense = (X.toarray() if sp.issparse(X) else np.asarray(X)).astype(np.float32)
+    if mean is None or std is None:
+        mean, std = column_mean_std(dense)
     return np.clip((dense - mean) / std, -clip, clip)
 
 

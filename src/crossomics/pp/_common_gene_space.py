@@ -1,0 +1,119 @@
+"""A fixed joint projection of several modalities' common-gene expression."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from mudata import MuData
+from sklearn.decomposition import PCA
+
+from ._common_genes import common_gene_maps, common_gene_views
+from ._mnn import cosine_normalize
+from ._mnn_prior import _highly_variable_columns
+from ._normalize import as_float32_csr, column_mean_std, log_normalize, standardize_columns
+
+
+@dataclass(frozen=True)
+class CommonGeneSpace:
+    """Joint PCA of the modalities' common-gene views, as fitted by :func:`fit_common_gene_space`.
+
+    A cell of modality ``m`` (its own features, raw counts) is placed by: ``counts @
+    feature_maps[m]`` (gene-level counts over all common genes), ``log1p`` of counts
+    scaled to 1e4, the ``kept`` (most variable) genes, per-gene standardisation with ``m``'s stored ``gene_mean`` / ``gene_std``
+    (clipped at ``clip``), unit L2 norm per cell, then ``(row - pca_mean) @ components.T``.
+    These are steps 1-3 of :func:`mnn_prior` before the MNN correction, as a fixed transform
+    that applies to query cells too.
+    """
+
+    gene_names: pd.Index
+    kept: np.ndarray
+    feature_maps: dict[str, sp.csr_matrix]
+    gene_mean: dict[str, np.ndarray]
+    gene_std: dict[str, np.ndarray]
+    pca_mean: np.ndarray
+    components: np.ndarray
+    clip: float = 10.0
+
+    @property
+    def n_components(self) -> int:
+        return self.components.shape[0]
+
+    def transform(self, modality: str, counts) -> np.ndarray:
+        """Coordinates ``(n_cells, n_components)`` of cells of ``modality`` given as raw counts."""
+        expression = log_normalize(as_float32_csr(counts) @ self.feature_maps[modality])[:, self.kept]
+        scaled = standardize_columns(
+            expression, self.clip, mean=self.gene_mean[modality], std=self.gene_std[modality]
+        )
+        return ((cosine_normalize(scaled) - self.pca_mean) @ self.components.T).astype(np.float32)
+
+
+def fit_common_gene_space(
+    mdata: MuData,
+    modalities: Sequence[str],
+    kinds: Mapping[str, str] | None = None,
+    gene_annotation: pd.DataFrame | str | None = None,
+    protein_to_gene: Mapping[str, str] | pd.Series | None = None,
+    layers: Mapping[str, str | None] | None = None,
+    n_comps: int = 50,
+    n_hvg: int | None = 2000,
+    max_cells: int = 20_000,
+    random_state: int = 0,
+) -> CommonGeneSpace:
+    """Fit a :class:`CommonGeneSpace` on (at most ``max_cells`` random cells of) each modality.
+
+    Genes are those of :func:`common_gene_views`, reduced to the ``n_hvg`` most variable as in
+    :func:`mnn_prior`. Subsampling bounds the dense cells x genes matrices that standardisation
+    and PCA need at atlas scale; the fitted transform then applies to every cell.
+
+    Parameters
+    ----------
+    mdata, modalities, kinds, gene_annotation, protein_to_gene, layers
+        As :func:`common_gene_views`.
+    n_comps
+        Components of the joint PCA; reduced when fewer genes or cells are available.
+    n_hvg
+        Maximum number of common genes kept; ``None`` keeps all.
+    max_cells
+        Cells per modality used for fitting.
+    random_state
+        Seed of the subsample and the PCA.
+
+    Raises
+    ------
+    ValueError
+        As :func:`common_gene_views`.
+    """
+    views = common_gene_views(mdata, modalities, kinds, gene_annotation, protein_to_gene, layers)
+    gene_names, maps = common_gene_maps(mdata, modalities, kinds, gene_annotation, protein_to_gene)
+    rng = np.random.default_rng(random_state)
+    expressions = {}
+    for modality, view in views.items():
+        rows = np.arange(view.n_obs)
+        if view.n_obs > max_cells:
+            rows = np.sort(rng.choice(view.n_obs, max_cells, replace=False))
+        expressions[modality] = log_normalize(view.X[rows])
+    columns = np.arange(len(gene_names))
+    if n_hvg is not None and len(gene_names) > n_hvg:
+        columns = _highly_variable_columns(list(expressions.values()), n_hvg)
+    gene_mean, gene_std, scaled = {}, {}, []
+    for modality, expression in expressions.items():
+        kept = expression[:, columns]
+        gene_mean[modality], gene_std[modality] = column_mean_std(kept)
+        scaled.append(
+            cosine_normalize(standardize_columns(kept, mean=gene_mean[modality], std=gene_std[modality]))
+        )
+    stacked = np.vstack(scaled)
+    pca = PCA(n_components=int(min(n_comps, min(stacked.shape) - 1)), random_state=random_state).fit(stacked)
+    return CommonGeneSpace(
+        gene_names=gene_names,
+        kept=columns,
+        feature_maps=maps,
+        gene_mean=gene_mean,
+        gene_std=gene_std,
+        pca_mean=pca.mean_.astype(np.float32),
+        components=pca.components_.astype(np.float32),
+    )
