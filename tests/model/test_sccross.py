@@ -110,6 +110,23 @@ def test_query_data_uses_stored_transform(paired):
         model.get_latent_representation("atac", adata=query[:, :100].copy())
 
 
+def test_data_discriminator_trains_the_decoders_only(paired):
+    mdata, model = paired
+    module = model.module
+    X = {m: torch.as_tensor(mdata.mod[m].X[:32].toarray(), dtype=torch.float32) for m in ("rna", "atac")}
+    tensors = {m: {"x": x, "batch": torch.zeros(32, 1, dtype=torch.long)} for m, x in X.items()}
+    module.zero_grad(set_to_none=True)
+    views = module.cross_generated_views(tensors, module.inference(tensors))
+    fooled = sum(module.data_discriminator[k](v).sum() for k, v in views.items())
+    fooled.backward()
+    for m in ("rna", "atac"):
+        assert module.decoder[m][0].weight.grad.abs().sum() > 0
+        assert module.aligner_decoder[m].mean.weight.grad.abs().sum() > 0
+        assert all(p.grad is None for p in module.encoder[m].parameters())
+        assert all(p.grad is None for p in module.aligner_encoder[m].parameters())
+    module.zero_grad(set_to_none=True)
+
+
 def test_cross_generate(paired):
     mdata, model = paired
     out = model.cross_generate(source="atac", target="rna")
