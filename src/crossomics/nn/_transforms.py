@@ -42,6 +42,27 @@ def _csr_like(x: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
     return torch.sparse_csr_tensor(x.crow_indices(), x.col_indices(), values, x.shape)
 
 
+def _cached(owner: nn.Module, name: str, sources: tuple[torch.Tensor, ...], build):
+    """``build()``, computed once and reused while the ``sources`` tensors are unchanged.
+
+    For matrices derived from buffers (inference only, no gradients): the key is each source's
+    storage, device and version counter, so ``load_state_dict`` (an in-place copy), ``.to()``
+    and replacing a buffer all trigger a rebuild. Inference tensors keep no version counter:
+    with such a source the value is rebuilt on every call.
+    """
+    if any(t.is_inference() for t in sources):
+        with torch.no_grad():
+            return build()
+    key = tuple((t.data_ptr(), t.device, t._version) for t in sources)
+    cached = owner.__dict__.get(name)
+    if cached is None or cached[0] != key:
+        # a plain (non-inference) tensor, so the cache is also usable outside inference mode
+        with torch.inference_mode(False), torch.no_grad():
+            cached = (key, build())
+        owner.__dict__[name] = cached
+    return cached[1]
+
+
 class LogNormalizedPCA(nn.Module):
     """``standardise(log1p(x / total * target_sum)) @ components.T`` with clipping.
 
@@ -111,7 +132,8 @@ class SparseLinearMap(nn.Module):
     """Multiplication by a fixed sparse matrix (features x outputs), kept as CSR buffers.
 
     The transposed matrix is stored in CSR form: CSR x dense products are several times faster
-    on CPU than COO ones, which must coalesce on every call.
+    on CPU than COO ones, which must coalesce on every call. The untransposed CSR form that
+    CSR inputs need is derived once and cached (rebuilt only when the buffers change).
     """
 
     def __init__(self, matrix: sp.spmatrix):
@@ -123,17 +145,31 @@ class SparseLinearMap(nn.Module):
         self.register_buffer("values", _buffer(transposed.data))
         self.shape = matrix.shape
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``x @ matrix`` for a dense ``x``; a CSR ``x`` gives a CSR result."""
+    def _transposed(self) -> torch.Tensor:
         with warnings.catch_warnings():
-            # torch flags CSR support as beta on every construction; the product used here is stable
+            # torch flags CSR support as beta on every construction; the products used here are stable
             warnings.simplefilter("ignore", UserWarning)
-            transposed = torch.sparse_csr_tensor(
+            return torch.sparse_csr_tensor(
                 self.crow_indices, self.col_indices, self.values, (self.shape[1], self.shape[0])
             )
-            if _is_csr(x):
-                return torch.sparse.mm(x, transposed.t().to_sparse_csr())
-        return torch.sparse.mm(transposed, x.T.contiguous()).T
+
+    def matrix(self) -> torch.Tensor:
+        """The matrix itself (features x outputs) as a CSR tensor, cached."""
+
+        def build():
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)
+                return self._transposed().t().to_sparse_csr()
+
+        return _cached(self, "_matrix_csr", (self.crow_indices, self.col_indices, self.values), build)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x @ matrix`` for a dense ``x``; a CSR ``x`` gives a CSR result."""
+        if _is_csr(x):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)
+                return torch.sparse.mm(x, self.matrix())
+        return torch.sparse.mm(self._transposed(), x.T.contiguous()).T
 
 
 class GeneSetScores(nn.Module):
@@ -164,7 +200,42 @@ class GeneSetScores(nn.Module):
         return self.set_mean(torch.log1p(genes / total * 1e4))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Dense ``x``, or a CSR ``x`` (inference), which never densifies the gene matrix.
+
+        After the ``log1p`` normalisation (zeros stay zero) the layer is linear, so for CSR
+        input the set means, standardisation and projection are folded into one
+        ``genes x components`` matrix applied to the stored entries only; the result equals
+        the dense path up to float32 rounding (tests/nn/test_sparse_transforms.py).
+        """
+        if _is_csr(x):
+            genes = x if self.feature_to_gene is None else self.feature_to_gene(x)
+            rows, _, values, totals = _csr_entries(genes)
+            logged = torch.log1p(values / totals[rows].clamp_min(_TOTAL_FLOOR) * 1e4)
+            weights, offset = self._folded()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)  # torch's "CSR is beta" notice
+                return torch.sparse.mm(_csr_like(genes, logged), weights) - offset
         return ((self.scores(x) - self.score_mean) / self.score_std) @ self.components.T
+
+    def _folded(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``set_mean @ (components / score_std).T`` and ``(score_mean / score_std) @ components.T``."""
+        sources = (
+            self.set_mean.crow_indices,
+            self.set_mean.col_indices,
+            self.set_mean.values,
+            self.components,
+            self.score_mean,
+            self.score_std,
+        )
+
+        def build():
+            scaled = (self.components / self.score_std).T.contiguous()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)
+                weights = torch.sparse.mm(self.set_mean.matrix(), scaled)
+            return weights, (self.score_mean / self.score_std) @ self.components.T
+
+        return _cached(self, "_folded_projection", sources, build)
 
 
 class ReferenceGraphConvolution(nn.Module):
