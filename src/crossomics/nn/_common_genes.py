@@ -6,9 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from crossomics.nn._transforms import SparseLinearMap, _buffer, _is_csr
-
-_TOTAL_FLOOR = 1e-12
+from crossomics.nn._transforms import _TOTAL_FLOOR, SparseLinearMap, _buffer, _is_csr
 
 
 class CommonGeneProjection(nn.Module):

@@ -11,7 +11,7 @@ import scipy.sparse as sp
 from mudata import MuData
 from sklearn.decomposition import PCA
 
-from ._common_genes import common_gene_maps, common_gene_views
+from ._common_genes import check_modalities, checked_counts, common_gene_maps
 from ._mnn import cosine_normalize
 from ._mnn_prior import _highly_variable_columns
 from ._normalize import as_float32_csr, column_mean_std, log_normalize, standardize_columns
@@ -87,15 +87,17 @@ def fit_common_gene_space(
     ValueError
         As :func:`common_gene_views`.
     """
-    views = common_gene_views(mdata, modalities, kinds, gene_annotation, protein_to_gene, layers)
+    modalities = check_modalities(mdata, modalities)
+    counts = checked_counts(mdata, modalities, layers)
     gene_names, maps = common_gene_maps(mdata, modalities, kinds, gene_annotation, protein_to_gene)
     rng = np.random.default_rng(random_state)
     expressions = {}
-    for modality, view in views.items():
-        rows = np.arange(view.n_obs)
-        if view.n_obs > max_cells:
-            rows = np.sort(rng.choice(view.n_obs, max_cells, replace=False))
-        expressions[modality] = log_normalize(view.X[rows])
+    for modality in modalities:
+        n_cells = counts[modality].shape[0]
+        rows = np.arange(n_cells)
+        if n_cells > max_cells:
+            rows = np.sort(rng.choice(n_cells, max_cells, replace=False))
+        expressions[modality] = log_normalize(as_float32_csr(counts[modality][rows]) @ maps[modality])
     columns = np.arange(len(gene_names))
     if n_hvg is not None and len(gene_names) > n_hvg:
         columns = _highly_variable_columns(list(expressions.values()), n_hvg)

@@ -128,6 +128,23 @@ def common_gene_views(
     True
     """
     modalities = check_modalities(mdata, modalities)
+    counts = checked_counts(mdata, modalities, layers)
+    gene_names, maps = common_gene_maps(mdata, modalities, kinds, gene_annotation, protein_to_gene)
+    views = {}
+    for modality in modalities:
+        var = pd.DataFrame(
+            {"n_source_features": np.diff(maps[modality].tocsc().indptr).astype(np.int64)}, index=gene_names
+        )
+        views[modality] = AnnData(
+            X=as_float32_csr(counts[modality]) @ maps[modality], obs=mdata.mod[modality].obs.copy(), var=var
+        )
+    return views
+
+
+def checked_counts(
+    mdata: MuData, modalities: Sequence[str], layers: Mapping[str, str | None] | None = None
+) -> dict:
+    """Each modality's raw count matrix (``layers[m]`` or ``X``), validated as counts."""
     layers = dict(layers or {})
     counts = {}
     for modality in modalities:
@@ -139,16 +156,7 @@ def common_gene_views(
             where,
             hint=f" for the common-gene views (pass layers={{{modality!r}: <raw count layer>}})",
         )
-    gene_names, maps = common_gene_maps(mdata, modalities, kinds, gene_annotation, protein_to_gene)
-    views = {}
-    for modality in modalities:
-        var = pd.DataFrame(
-            {"n_source_features": np.diff(maps[modality].tocsc().indptr).astype(np.int64)}, index=gene_names
-        )
-        views[modality] = AnnData(
-            X=as_float32_csr(counts[modality]) @ maps[modality], obs=mdata.mod[modality].obs.copy(), var=var
-        )
-    return views
+    return counts
 
 
 def common_gene_maps(
