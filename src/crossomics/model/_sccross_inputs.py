@@ -11,7 +11,6 @@ import logging
 
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 import torch
 from anndata import AnnData
 
@@ -24,6 +23,7 @@ from crossomics.nn._transforms import (
     ReferenceGraphConvolution,
     StandardizedPCA,
     TfidfLSI,
+    to_torch_rows,
 )
 from crossomics.pp._input_transforms import top_right_singular_vectors
 
@@ -119,13 +119,10 @@ def fit_common_gene_features(
 
 @torch.no_grad()
 def _apply_in_chunks(transform, X, size: int = 2048) -> np.ndarray:
-    """``transform`` of the rows of ``X`` (sparse or dense), 2,048 dense rows at a time."""
-    out = []
-    for start in range(0, X.shape[0], size):
-        chunk = X[start : start + size]
-        dense = chunk.toarray() if sp.issparse(chunk) else np.asarray(chunk)
-        out.append(transform(torch.as_tensor(dense, dtype=torch.float32)).numpy())
-    return np.concatenate(out)
+    """``transform`` of the rows of ``X``, 2,048 rows at a time (CSR tensors when ``X`` is sparse)."""
+    return np.concatenate(
+        [transform(to_torch_rows(X[start : start + size])).numpy() for start in range(0, X.shape[0], size)]
+    )
 
 
 def infer_kind(modality: str, adata: AnnData) -> str:

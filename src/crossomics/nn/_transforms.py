@@ -25,6 +25,26 @@ def _is_csr(x: torch.Tensor) -> bool:
     return x.layout == torch.sparse_csr
 
 
+def to_torch_rows(chunk, device: torch.device | str = "cpu") -> torch.Tensor:
+    """Rows of a scipy sparse or numpy matrix as a float32 tensor: CSR when ``chunk`` is sparse.
+
+    Every transform here works on the stored entries of a CSR tensor, so a chunk of a wide
+    sparse modality (ATAC peaks) never needs densifying on its way in.
+    """
+    if not sp.issparse(chunk):
+        return torch.as_tensor(np.asarray(chunk), dtype=torch.float32, device=device)
+    chunk = sp.csr_matrix(chunk, dtype=np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # torch's "CSR is beta" notice
+        return torch.sparse_csr_tensor(
+            torch.as_tensor(chunk.indptr, dtype=torch.int64),
+            torch.as_tensor(chunk.indices, dtype=torch.int64),
+            torch.as_tensor(chunk.data),
+            chunk.shape,
+            device=device,
+        )
+
+
 def _csr_entries(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Row index, column index and value of every stored entry of a CSR ``x``, and row totals.
 
