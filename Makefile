@@ -37,7 +37,7 @@ docs: $(BIN)/.installed-docs
 	$(BIN)/sphinx-build -W --keep-going -b html docs docs/_build/html
 
 bench: $(BIN)/.installed-bench
-	$(BIN)/python benchmarks/run_all.py
+	$(BIN)/python benchmarks/run_all.py --jobs 2
 
 clean:
 	rm -rf $(VENV) docs/_build $(DEMO_OUT) .pytest_cache
