@@ -49,6 +49,22 @@ def test_paired_integration_shapes_and_alignment(paired):
     assert set(model.history) >= {"train_loss", "validation_loss", "train_mnn", "train_discriminator_loss"}
 
 
+def test_prior_uses_automatic_metacells_unless_told(monkeypatch):
+    calls = []
+
+    def recording_prior(*args, **kwargs):
+        calls.append(kwargs)
+        return None
+
+    monkeypatch.setattr(co.pp, "mnn_prior", recording_prior)
+    mdata = co.datasets.bmmc_multiome()
+    co.SCCROSS.setup_mudata(mdata, modalities=["rna", "atac"], gene_annotation="hg38")
+    co.SCCROSS(mdata, n_hidden=16, n_latent=4, n_components=5)
+    co.SCCROSS(mdata, n_hidden=16, n_latent=4, n_components=5, prior_kwargs={"n_metacells": None})
+    assert calls[0]["n_metacells"] == "auto" and calls[0]["n_comps"] == 20
+    assert calls[1]["n_metacells"] is None
+
+
 def test_unpaired_and_partly_paired():
     torch.set_num_threads(1)
     full = co.datasets.bmmc_multiome()

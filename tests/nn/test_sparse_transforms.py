@@ -10,16 +10,17 @@ import torch
 import crossomics as co
 from crossomics.model._sccross_inputs import fit_gene_set_features, fit_projection
 from crossomics.nn._transforms import GeneSetScores, SparseLinearMap
+from crossomics.nn._transforms import to_torch_rows as _csr
 
 
-def _csr(matrix: sp.csr_matrix) -> torch.Tensor:
-    matrix = sp.csr_matrix(matrix, dtype=np.float32)
-    return torch.sparse_csr_tensor(
-        torch.as_tensor(matrix.indptr, dtype=torch.int64),
-        torch.as_tensor(matrix.indices, dtype=torch.int64),
-        torch.as_tensor(matrix.data),
-        matrix.shape,
-    )
+def test_to_torch_rows_keeps_sparse_rows_sparse():
+    counts = sp.random(7, 40, density=0.2, format="csc", random_state=0, dtype=np.float64) * 5
+    rows = _csr(counts)
+    assert rows.layout == torch.sparse_csr and rows.dtype == torch.float32
+    np.testing.assert_array_equal(rows.to_dense().numpy(), counts.toarray().astype(np.float32))
+    dense = _csr(counts.toarray())
+    assert dense.layout == torch.strided and dense.dtype == torch.float32
+    np.testing.assert_array_equal(dense.numpy(), rows.to_dense().numpy())
 
 
 @pytest.fixture(scope="module")
