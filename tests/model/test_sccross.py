@@ -164,6 +164,29 @@ def test_data_discriminator_trains_the_decoders_only(paired):
     module.zero_grad(set_to_none=True)
 
 
+def test_translation_loss_decodes_each_modality_from_the_other(paired):
+    mdata, model = paired
+    module = model.module
+    X = {m: torch.as_tensor(mdata.mod[m].X[:32].toarray(), dtype=torch.float32) for m in ("rna", "atac")}
+    pairs = {
+        ("rna", "atac"): {m: {"x": x, "batch": torch.zeros(32, 1, dtype=torch.long)} for m, x in X.items()}
+    }
+    module.zero_grad(set_to_none=True)
+    losses = module.paired_losses(pairs)
+    assert set(losses) == {"pairs", "translation"}
+    assert torch.isfinite(losses["translation"]) and losses["translation"] > 0
+    losses["translation"].backward()
+    for m in ("rna", "atac"):  # each modality's decoder and the other's encoder both learn from it
+        assert module.decoder[m][0].weight.grad.abs().sum() > 0
+        assert module.encoder[m].mean.weight.grad.abs().sum() > 0
+    module.zero_grad(set_to_none=True)
+    module.lambda_translation = 0.0
+    try:
+        assert set(module.paired_losses(pairs)) == {"pairs"}
+    finally:
+        module.lambda_translation = 1.0
+
+
 def test_cross_generate(paired):
     mdata, model = paired
     out = model.cross_generate(source="atac", target="rna")

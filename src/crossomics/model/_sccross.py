@@ -100,6 +100,11 @@ class SCCROSS(SCCROSSGenerationMixin, BaseModelClass):
         Weight ``lambda_MNN`` of the MNN prior loss (paper: 0.04).
     lambda_pairs
         Weight of the alignment of truly paired cells.
+    lambda_translation
+        Weight of the translation loss of truly paired cells (each modality decoded from the
+        other's joint latent; :meth:`crossomics.module.SCCROSSModule.paired_losses`), an
+        addition to the paper that lets the decoders learn what only the other modality
+        tells apart. ``0`` turns it off; it has no effect without paired cells.
     mnn_similarity
         ``"inner_product"`` (default: Gram matrices over all modality pairs, which also fixes
         norms and within-modality distances) or ``"cosine"`` (the paper's eq. 22); see
@@ -145,6 +150,7 @@ class SCCROSS(SCCROSSGenerationMixin, BaseModelClass):
         lambda_adversarial: float = 0.05,
         lambda_mnn: float = 0.04,
         lambda_pairs: float = 1.0,
+        lambda_translation: float = 1.0,
         mnn_similarity: str = "inner_product",
         prior_kwargs: dict | None = None,
     ):
@@ -207,6 +213,7 @@ class SCCROSS(SCCROSSGenerationMixin, BaseModelClass):
             lambda_adversarial=lambda_adversarial,
             lambda_mnn=lambda_mnn,
             lambda_pairs=lambda_pairs,
+            lambda_translation=lambda_translation,
             mnn_similarity=mnn_similarity,
         )
         self.mnn_prior_: dict[str, np.ndarray] | None = None

@@ -51,7 +51,10 @@ class SCCROSSModule(BaseModuleClass):
     lambda_mnn
         Weight of the common-gene MNN prior loss (paper: 0.04).
     lambda_pairs
-        Weight of the cosine distance between joint latents of truly paired cells.
+        Weight of the distance between joint latents of truly paired cells.
+    lambda_translation
+        Weight of the translation loss of truly paired cells: each modality decoded from the
+        other modality's joint latent (see :meth:`paired_losses`). ``0`` leaves it out.
     n_generated_per_step
         Cross-generated cells per modality and step that D_ge judges.
     mnn_similarity
@@ -75,6 +78,7 @@ class SCCROSSModule(BaseModuleClass):
         lambda_adversarial: float = 0.05,
         lambda_mnn: float = 0.04,
         lambda_pairs: float = 1.0,
+        lambda_translation: float = 1.0,
         n_generated_per_step: int = 128,
         mnn_similarity: str = "inner_product",
     ):
@@ -85,6 +89,7 @@ class SCCROSSModule(BaseModuleClass):
         self.lambda_adversarial = lambda_adversarial
         self.lambda_mnn = lambda_mnn
         self.lambda_pairs = lambda_pairs
+        self.lambda_translation = lambda_translation
         if mnn_similarity not in ("inner_product", "cosine"):
             raise ValueError(f"mnn_similarity={mnn_similarity!r}; use 'inner_product' or 'cosine'")
         self.mnn_similarity = mnn_similarity
@@ -259,8 +264,10 @@ class SCCROSSModule(BaseModuleClass):
             )
             loss = loss + self.lambda_mnn * out["mnn"]
             if tensors.get("pairs"):
-                out["pairs"] = self.pair_loss(tensors["pairs"])
+                out.update(self.paired_losses(tensors["pairs"]))
                 loss = loss + self.lambda_pairs * out["pairs"]
+                if "translation" in out:
+                    loss = loss + self.lambda_translation * out["translation"]
         out["loss"] = loss
         return out
 
@@ -300,21 +307,40 @@ class SCCROSSModule(BaseModuleClass):
             total = total + ((latent_similarity - prior_similarity) ** 2).sum(1).mean()
         return total
 
-    def pair_loss(self, pairs: dict) -> torch.Tensor:
-        """Squared distance between the joint embeddings (``z_embedding``) of truly paired cells.
+    def paired_losses(self, pairs: dict) -> dict[str, torch.Tensor]:
+        """Losses of truly paired cells: ``"pairs"`` (alignment) and ``"translation"``.
 
-        Distances are divided by the mean squared norm of the embeddings in the minibatch, so
-        shrinking the joint space earns nothing, and they are Euclidean, like every distance
-        read off the embedding: a cosine distance leaves the paired cells' norms free (paired
-        BMMC test: FOSCTTM 0.22 with cosine distances but 0.32 with Euclidean ones).
+        ``"pairs"`` is the squared distance between the joint embeddings (``z_embedding``) of
+        the two modalities of a cell, divided by the mean squared norm of the embeddings in
+        the minibatch, so shrinking the joint space earns nothing. It is Euclidean, like every
+        distance read off the embedding: a cosine distance leaves the paired cells' norms free
+        (paired BMMC test: FOSCTTM 0.22 with cosine distances but 0.32 with Euclidean ones).
+
+        ``"translation"`` (only when ``lambda_translation > 0``) is the reconstruction loss of
+        each modality decoded from the *other* modality's joint latent sample, ``x_j`` from
+        ``z_h -> z_k(j) -> x_j`` and back, normalised like the reconstruction term. The paper
+        trains each decoder on its own modality's latents only; then what a decoder produces
+        for a cross-generated cell is bounded by what its own modality's encoder can tell
+        apart. On the paired mouse cortex RNA, microglia have a neighbour purity of 0.12 in
+        the RNA latent, so RNA generated from ATAC lost their markers although ATAC separates
+        them. With this term (2,063 paired training cells, 50 epochs, RNA generated from ATAC
+        for the other 8,246 cells) the marker r rose from 0.395 to 0.636 (kNN regression:
+        0.670), per-gene r from 0.059 to 0.082; per-cell r stayed at 0.39, RMSE at 1.47.
         """
-        total = torch.zeros((), device=self.device)
+        out = {"pairs": torch.zeros((), device=self.device)}
+        if self.lambda_translation > 0:
+            out["translation"] = torch.zeros((), device=self.device)
         for (h, j), tensors in pairs.items():
-            z_h = self.encode(h, tensors[h][X_KEY])["z_embedding"]
-            z_j = self.encode(j, tensors[j][X_KEY])["z_embedding"]
+            encoded = {m: self.encode(m, tensors[m][X_KEY]) for m in (h, j)}
+            z_h, z_j = encoded[h]["z_embedding"], encoded[j]["z_embedding"]
             scale = torch.cat([z_h, z_j]).pow(2).sum(-1).mean().clamp_min(1e-8)
-            total = total + (z_h - z_j).pow(2).sum(-1).mean() / scale
-        return total
+            out["pairs"] = out["pairs"] + (z_h - z_j).pow(2).sum(-1).mean() / scale
+            if self.lambda_translation > 0:
+                for source, target in ((h, j), (j, h)):
+                    x, batch = tensors[target][X_KEY], tensors[target][BATCH_KEY]
+                    params = self.decode(target, encoded[source]["z"], batch, x.sum(-1))[0]
+                    out["translation"] = out["translation"] + self._reconstruction(target, x, params)
+        return out
 
     def cross_generated_views(self, tensors: dict, encoded: dict) -> dict[str, torch.Tensor]:
         """Projections of each modality ``k`` generated from the other modalities' joint latents.
