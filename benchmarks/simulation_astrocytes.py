@@ -25,6 +25,7 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 import scanpy as sc
+import torch
 from scipy.stats import hypergeom
 
 import crossomics as co
@@ -41,6 +42,15 @@ def top_markers(real_rest: ad.AnnData, group: ad.AnnData, n: int = 100) -> list[
     sc.pp.log1p(both)
     sc.tl.rank_genes_groups(both, "which", groups=["g"], reference="rest", method="t-test", n_genes=n)
     return list(pd.DataFrame(both.uns["rank_genes_groups"]["names"])["g"])
+
+
+@torch.inference_mode()
+def encode_expected(model, modality, X):
+    """Joint latent means of expected (non-integer) profiles, through the stored input transform."""
+    model.module.eval()
+    return model.module.encode(modality, torch.as_tensor(np.asarray(X, dtype=np.float32)), sample=False)[
+        "z"
+    ].numpy()
 
 
 def main(argv=None):
@@ -93,12 +103,15 @@ def main(argv=None):
         k = len(set(sim_markers) & set(real_markers))
         p_hyper = float(hypergeom.sf(k - 1, n_genes, len(real_markers), len(sim_markers)))
         ok = (np.asarray(s_rna.X.sum(1)).ravel() > 0) & (np.asarray(s_atac.X.sum(1)).ravel() > 0)
-        # re-encoding needs counts (the query path checks them), so pairs are scored on sampled cells
-        fos = np.nan
         if output == "counts":
             fos = foscttm(
                 model.get_latent_representation("rna", adata=s_rna[ok].copy()),
                 model.get_latent_representation("atac", adata=s_atac[ok].copy()),
+            )
+        else:
+            # the public query path accepts counts only, so expected values go through the module
+            fos = foscttm(
+                encode_expected(model, "rna", s_rna.X[ok]), encode_expected(model, "atac", s_atac.X[ok])
             )
         out.append(
             {

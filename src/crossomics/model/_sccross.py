@@ -216,6 +216,9 @@ class SCCROSS(SCCROSSGenerationMixin, BaseModelClass):
             lambda_translation=lambda_translation,
             mnn_similarity=mnn_similarity,
         )
+        for m in self.modalities_:
+            # decoders start at the data's marginal (see BatchAffineLikelihood.initialize_from_data)
+            self.module.likelihood[m].initialize_from_data(self.adata_manager.get_from_registry(data_key(m)))
         self.mnn_prior_: dict[str, np.ndarray] | None = None
         if not type(self)._skip_fitting:
             self.mnn_prior_ = pp.mnn_prior(

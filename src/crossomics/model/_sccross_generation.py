@@ -70,14 +70,15 @@ class SCCROSSGenerationMixin:
         """Decode ``z`` (all cells in target batch ``code``) into the float32 CPU tensor ``dest``.
 
         The values of :meth:`_decode_tensor` up to float32 rounding. For the expected counts and
-        normalised values of an NB head (the common case) the output-sized work happens in
-        ``dest`` itself, with no (cells x features) temporaries: the head's linear layer writes
-        there (through numpy's BLAS on CPU, see :func:`_matmul_into`), then the batch affine
-        map, softmax and library scaling run in place. Other outputs and likelihoods go
-        through :meth:`_decode_tensor`.
+        normalised values of an NB head and the probabilities of a Bernoulli head (RNA and
+        ATAC, the common cases) the output-sized work happens in ``dest`` itself, with no
+        (cells x features) temporaries: the head's linear layer writes there (through numpy's
+        BLAS on CPU, see :func:`_matmul_into`), then the batch affine map and either the
+        softmax with library scaling (NB) or the sigmoid (Bernoulli) run in place. Other
+        outputs and likelihoods go through :meth:`_decode_tensor`.
         """
         head = self.module.likelihood[target]
-        if output == "counts" or head.likelihood != "nb":
+        if output == "counts" or head.likelihood not in ("nb", "bernoulli"):
             batch = torch.full((len(z),), code, dtype=torch.long, device=z.device)
             dest.copy_(self._decode_tensor(target, z, batch, library, output, generator))
             return
@@ -99,6 +100,10 @@ class SCCROSSGenerationMixin:
         for start in range(0, len(work), rows):
             block = work[start : start + rows]
             torch.addcmul(beta, alpha, block, out=block)
+            if head.likelihood == "bernoulli":
+                # the mean and the "normalized" output of a Bernoulli head are both probabilities
+                torch.sigmoid(block, out=block)
+                continue
             torch.softmax(block, dim=-1, out=block)  # row-wise, element by element: in place is safe
             if output == "mean":
                 block.mul_(library[start : start + rows].view(-1, 1))

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -108,6 +110,50 @@ class BatchAffineLikelihood(nn.Module):
             self.log_scale = nn.Parameter(torch.zeros(n_batches, n_features))
         if likelihood in ("zinb", "ziln"):
             self.zi_linear = nn.Linear(n_hidden, n_features)
+
+    @torch.no_grad()
+    def initialize_from_data(self, X) -> None:
+        """Start the location at the data's per-feature marginal (before any training).
+
+        ``X`` is the (cells x features) training matrix, dense or scipy sparse. The output
+        bias becomes the log of each feature's share of all counts (NB, ZINB: the softmax
+        composition of an average cell), the logit of its detection rate (Bernoulli), its
+        mean (Normal) or the mean log of its non-zero values (ZILN, whose zero-inflation
+        bias starts at the logit of the feature's zero fraction: only that part makes zeros).
+        Pseudo-counts keep absent features finite.
+
+        Why: from the default near-uniform start, the softmax of an NB head overshoots the
+        few features that hold most counts. The NB gradient of a feature whose mean exceeds
+        its dispersion is bounded by ``theta``, so the excess drains slowly: on 1,500 mouse
+        cortex cells Malat1 held 0.74 of the decoded RNA after 10 epochs and 0.44 after 20,
+        against 0.24 in the data. Decoded cells then had too few detected genes, and their
+        sampled counts were classified as the wrong cell type.
+        """
+        X = sp.csr_matrix(X) if sp.issparse(X) else np.asarray(X)
+        n_cells, n_features = X.shape
+        nonzero = np.asarray((X != 0).sum(0), dtype=np.float64).ravel()
+        if self.likelihood in ("nb", "zinb"):
+            totals = np.asarray(X.sum(0), dtype=np.float64).ravel()
+            location = np.log((totals + 1.0) / (totals.sum() + n_features))
+        elif self.likelihood == "bernoulli":
+            rate = (nonzero + 0.5) / (n_cells + 1.0)
+            location = np.log(rate) - np.log1p(-rate)
+        elif self.likelihood == "normal":
+            location = np.asarray(X.mean(0), dtype=np.float64).ravel()
+        else:  # ziln: mean log of the non-zero values
+            if sp.issparse(X):
+                logs = X.copy().astype(np.float64)
+                logs.data = np.log(np.maximum(logs.data, 1e-8))
+                sums = np.asarray(logs.sum(0)).ravel()
+            else:
+                sums = np.where(X > 0, np.log(np.where(X > 0, X, 1.0)), 0.0).sum(0)
+            location = sums / np.maximum(nonzero, 1.0)
+        self.linear.bias.copy_(torch.as_tensor(location, dtype=self.linear.bias.dtype))
+        if self.likelihood == "ziln":
+            zero = (n_cells - nonzero + 0.5) / (n_cells + 1.0)
+            self.zi_linear.bias.copy_(
+                torch.as_tensor(np.log(zero) - np.log1p(-zero), dtype=self.zi_linear.bias.dtype)
+            )
 
     def params(self, hidden: torch.Tensor, batch: torch.Tensor, library: torch.Tensor) -> dict:
         """Likelihood parameters for cells with decoder activations ``hidden``.

@@ -1,0 +1,58 @@
+"""Decoder heads start at the data's per-feature marginal."""
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+
+from crossomics.nn._likelihoods import BatchAffineLikelihood
+
+
+def _counts(seed=0, n_cells=400, n_features=30):
+    rng = np.random.default_rng(seed)
+    # one feature holds most counts, like Malat1 in the mouse cortex RNA
+    rates = np.r_[40.0, rng.gamma(0.5, 1.0, n_features - 1)]
+    return sp.csr_matrix(rng.poisson(rates, (n_cells, n_features)).astype(np.float32))
+
+
+def _params_at_zero_hidden(head, n_cells=1, library=1.0):
+    hidden = torch.zeros(n_cells, head.linear.in_features)
+    batch = torch.zeros(n_cells, dtype=torch.long)
+    with torch.no_grad():
+        return head.params(hidden, batch, torch.full((n_cells,), library))
+
+
+@pytest.mark.parametrize("likelihood", ["nb", "zinb"])
+def test_count_heads_start_at_each_features_share(likelihood):
+    X = _counts()
+    head = BatchAffineLikelihood(8, X.shape[1], 1, likelihood)
+    head.initialize_from_data(X)
+    composition = _params_at_zero_hidden(head)["composition"].numpy().ravel()
+    totals = np.asarray(X.sum(0)).ravel()
+    np.testing.assert_allclose(composition, (totals + 1) / (totals.sum() + X.shape[1]), rtol=1e-5)
+    assert composition[0] > 0.5  # the dominant feature, not a uniform 1/30
+
+
+def test_bernoulli_normal_and_ziln_heads_start_at_the_marginal():
+    X = _counts(1)
+    n_cells = X.shape[0]
+    detected = np.asarray((X > 0).sum(0)).ravel()
+    bernoulli = BatchAffineLikelihood(8, X.shape[1], 1, "bernoulli")
+    bernoulli.initialize_from_data(X)
+    probability = bernoulli.mean(_params_at_zero_hidden(bernoulli)).numpy().ravel()
+    np.testing.assert_allclose(probability, (detected + 0.5) / (n_cells + 1), rtol=1e-5)
+
+    dense = X.toarray()
+    normal = BatchAffineLikelihood(8, X.shape[1], 1, "normal")
+    normal.initialize_from_data(dense)
+    np.testing.assert_allclose(
+        _params_at_zero_hidden(normal)["loc"].numpy().ravel(), dense.mean(0), rtol=1e-5
+    )
+
+    ziln = BatchAffineLikelihood(8, X.shape[1], 1, "ziln")
+    ziln.initialize_from_data(X)
+    params = _params_at_zero_hidden(ziln)
+    zero_probability = torch.sigmoid(params["zi_logits"]).numpy().ravel()
+    np.testing.assert_allclose(zero_probability, (n_cells - detected + 0.5) / (n_cells + 1), rtol=1e-4)
+    logs = np.where(dense > 0, np.log(np.where(dense > 0, dense, 1.0)), 0.0).sum(0) / np.maximum(detected, 1)
+    np.testing.assert_allclose(params["loc"].numpy().ravel(), logs, rtol=1e-4, atol=1e-6)
