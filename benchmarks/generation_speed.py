@@ -3,6 +3,9 @@
 A short training suffices (speed does not depend on quality). ``cross_generate`` is timed on all
 10,309 mouse-cortex cells given as a query AnnData (RNA -> ATAC and ATAC -> RNA, ``output="mean"``);
 ``perturb`` on 1,000 RNA genes x 1,000 cells (both directions, i.e. 2,000 perturbed profiles per cell).
+Each direction is timed in float32 (the default) and with ``precision="bfloat16"``, whose rows also
+give the largest difference from float32 (relative to the row's largest value) and the smallest
+per-cell Pearson r between the two (every 50th cell).
 Targets (issue 4): >= 10,000 cells/s and < 60 s on 2 cores.
 
 ``python benchmarks/generation_speed.py [--quick]`` writes ``results/generation_speed[_quick].{csv,md}``.
@@ -59,25 +62,39 @@ def main(argv=None):
     n_query = 2000 if args.quick else mdata.n_obs
     for source, target in (("atac", "rna"), ("rna", "atac")):
         query = mdata.mod[source][:n_query].copy()
-        model.cross_generate(source, target, adata=query[:64], output="mean")  # warm-up
-        times = []
-        for _ in range(args.repeats):
-            start = time.perf_counter()
-            out = model.cross_generate(source, target, adata=query, output="mean")
-            times.append(time.perf_counter() - start)
-        best = min(times)
-        rows_out.append(
-            {
-                "task": f"cross_generate {source}->{target}",
+        outputs = {}
+        for precision in ("float32", "bfloat16"):
+            model.cross_generate(
+                source, target, adata=query[:64], output="mean", precision=precision
+            )  # warm-up
+            times = []
+            for _ in range(args.repeats):
+                start = time.perf_counter()
+                out = model.cross_generate(source, target, adata=query, output="mean", precision=precision)
+                times.append(time.perf_counter() - start)
+            outputs[precision] = out.X
+            best = min(times)
+            row = {
+                "task": f"cross_generate {source}->{target}"
+                + ("" if precision == "float32" else " (bfloat16)"),
                 "size": f"{query.n_obs} cells x {out.n_vars} features",
                 "seconds": best,
                 "rate": f"{query.n_obs / best:,.0f} cells/s",
                 "target": ">= 10,000 cells/s",
                 "met": query.n_obs / best >= 10_000,
             }
-        )
-        print(rows_out[-1], flush=True)
-        del out
+            if precision == "bfloat16":
+                exact, fast = outputs["float32"], outputs["bfloat16"]
+                row["bf16_max_diff_vs_row_max"] = float(
+                    (np.abs(fast - exact) / np.abs(exact).max(1, keepdims=True)).max()
+                )
+                row["bf16_min_cell_r"] = float(
+                    min(np.corrcoef(a, b)[0, 1] for a, b in zip(exact[::50], fast[::50], strict=True))
+                )
+            rows_out.append(row)
+            print(rows_out[-1], flush=True)
+            del out
+        del outputs
     genes = list(model.feature_names_["rna"][:n_genes])
     start = time.perf_counter()
     scores = model.perturb(

