@@ -173,10 +173,10 @@ class SCCROSS(SCCROSSGenerationMixin, BaseModelClass):
 
             sets = go_biological_process()
         annotation = setup["gene_annotation"]
-        projections, graphs, gene_set_features = {}, {}, {}
+        projections, graphs, gene_set_features, matrices = {}, {}, {}, {}
         for m in self.modalities_:
             X = self.adata_manager.get_from_registry(data_key(m))
-            X = sp.csr_matrix(X) if sp.issparse(X) else np.asarray(X)
+            X = matrices[m] = sp.csr_matrix(X) if sp.issparse(X) else np.asarray(X)
             projections[m] = fit_projection(self.kinds_[m], self.likelihoods_[m], X, n_components, seed)
             graphs[m] = fit_reference_graph(
                 projections[m], X, n_graph_neighbors, graph_self_weight, n_graph_reference, seed
@@ -218,7 +218,7 @@ class SCCROSS(SCCROSSGenerationMixin, BaseModelClass):
         )
         for m in self.modalities_:
             # decoders start at the data's marginal (see BatchAffineLikelihood.initialize_from_data)
-            self.module.likelihood[m].initialize_from_data(self.adata_manager.get_from_registry(data_key(m)))
+            self.module.likelihood[m].initialize_from_data(matrices[m])
         self.mnn_prior_: dict[str, np.ndarray] | None = None
         if not type(self)._skip_fitting:
             self.mnn_prior_ = pp.mnn_prior(

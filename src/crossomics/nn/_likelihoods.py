@@ -81,6 +81,10 @@ def normal_log_prob(x, loc, scale) -> torch.Tensor:
     return -torch.log(scale) - 0.5 * math.log(2 * math.pi) - 0.5 * ((x - loc) / scale) ** 2
 
 
+def _logit(probability: np.ndarray) -> np.ndarray:
+    return np.log(probability) - np.log1p(-probability)
+
+
 class BatchAffineLikelihood(nn.Module):
     """Decoder output head: batch-specific affine map plus the likelihood's parameters.
 
@@ -136,13 +140,12 @@ class BatchAffineLikelihood(nn.Module):
             totals = np.asarray(X.sum(0), dtype=np.float64).ravel()
             location = np.log((totals + 1.0) / (totals.sum() + n_features))
         elif self.likelihood == "bernoulli":
-            rate = (nonzero + 0.5) / (n_cells + 1.0)
-            location = np.log(rate) - np.log1p(-rate)
+            location = _logit((nonzero + 0.5) / (n_cells + 1.0))
         elif self.likelihood == "normal":
             location = np.asarray(X.mean(0), dtype=np.float64).ravel()
         else:  # ziln: mean log of the non-zero values
             if sp.issparse(X):
-                logs = X.copy().astype(np.float64)
+                logs = X.astype(np.float64)  # a copy
                 logs.data = np.log(np.maximum(logs.data, 1e-8))
                 sums = np.asarray(logs.sum(0)).ravel()
             else:
@@ -151,9 +154,7 @@ class BatchAffineLikelihood(nn.Module):
         self.linear.bias.copy_(torch.as_tensor(location, dtype=self.linear.bias.dtype))
         if self.likelihood == "ziln":
             zero = (n_cells - nonzero + 0.5) / (n_cells + 1.0)
-            self.zi_linear.bias.copy_(
-                torch.as_tensor(np.log(zero) - np.log1p(-zero), dtype=self.zi_linear.bias.dtype)
-            )
+            self.zi_linear.bias.copy_(torch.as_tensor(_logit(zero), dtype=self.zi_linear.bias.dtype))
 
     def params(self, hidden: torch.Tensor, batch: torch.Tensor, library: torch.Tensor) -> dict:
         """Likelihood parameters for cells with decoder activations ``hidden``.
