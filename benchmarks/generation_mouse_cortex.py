@@ -128,6 +128,9 @@ def main(argv=None):
         "atac", "rna", adata=atac_q, output="counts", library_size=median_library, seed=args.seed
     ).X
     gen_atac["SCCROSS"] = model.cross_generate("rna", "atac", adata=rna_q[atac_rows], output="mean").X
+    gen_atac["SCCROSS (detection)"] = model.cross_generate(
+        "rna", "atac", adata=rna_q[atac_rows], output="detection"
+    ).X
     # kNN regression in the source's own space learned on the 20%
     lsi_tr, lsi_q = cm.tfidf_lsi(atac_tr.X, atac_q.X, 50, args.seed)
     gen_rna["kNN (k=15)"] = cm.knn_regression(lsi_tr, rna_tr.X, lsi_q, k=15)
@@ -157,6 +160,11 @@ def main(argv=None):
         ("type mean (ATAC classifier)", atac_types),
     ):
         gen_rna[name] = np.vstack([type_means[t] for t in types]).astype(np.float32)
+    # like with like for sampled counts: every query cell gets the counts of a random training cell
+    # of its true type, so the real and the reference profiles are both single draws
+    rng = np.random.default_rng(args.seed)
+    donors = np.array([rng.choice(np.flatnonzero(labels_tr == t)) for t in labels_q])
+    gen_rna["random training cell of its type (oracle)"] = rna_tr.X[donors]
     mvi_s = None
     if not args.no_multivi:
         try:
@@ -214,6 +222,7 @@ def main(argv=None):
         "rmse",
         "auroc",
         "marker_correlation",
+        "marker_correlation_own",
         "proportion_r",
         "label_acc",
         "proportion_r_knn",
@@ -237,12 +246,12 @@ def main(argv=None):
                 "met": s.proportion_r_knn >= 0.89,
             },
             {
-                "target": "marker r >= 0.93 (ATAC->RNA)",
+                "target": "marker r >= 0.93 (ATAC->RNA, types x markers)",
                 "value": s.marker_correlation,
                 "met": s.marker_correlation >= 0.93,
             },
             {
-                "target": "marker r >= 0.93 (ATAC->RNA, sampled counts)",
+                "target": "marker r >= 0.93 (ATAC->RNA, sampled counts, types x markers)",
                 "value": sampled.marker_correlation,
                 "met": sampled.marker_correlation >= 0.93,
             },
@@ -285,7 +294,15 @@ def main(argv=None):
         "profile of its cell type, taken from the true label (an oracle) or from a logistic regression on "
         "the training cells' ATAC LSI. The oracle's marker r is the most that any generator scoring "
         "type-level expression can expect from this split; the ATAC classifier's accuracy is what ATAC "
-        "alone tells of the cell type."
+        "alone tells of the cell type. 'random training cell of its type (oracle)' gives every query cell "
+        "the counts of a random training cell of its true type: single draws like the real cells and "
+        "like SCCROSS's sampled counts, so it is the reference for the sampled row (a type mean is "
+        "log-normalised as a mean, and the log of a mean exceeds the mean of logs by a gene-dependent "
+        "amount). marker_correlation: Pearson r of per-type mean log-expression over all 15 types x the "
+        "union of each type's top-5 markers (chosen on the real query cells), the heatmap of the "
+        "paper's Fig. 4c, whose p-value (5.4e-177 at r = 0.93) implies about 405 values (9 types x 45 "
+        "markers); marker_correlation_own: each type at its own 5 markers only. SCCROSS (detection): "
+        "P(count > 0) under the decoder at the median training library, the accessibility probability."
     )
     cm.write_report(
         stem,

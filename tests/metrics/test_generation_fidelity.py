@@ -137,6 +137,17 @@ def test_marker_correlation_high_for_faithful_and_low_for_shuffled():
     assert marker_correlation(real, shuffled, labels) < 0.5
 
 
+def test_marker_correlation_matrix_scores_every_type_at_every_marker():
+    rng = np.random.default_rng(4)
+    real, labels = _typed_expression(rng)
+    # T cells given B's markers at B's level: each type's own markers are untouched, so only the
+    # full (types x markers) matrix sees the lost contrast
+    generated = real.copy()
+    generated[labels == "T", 0:5] = real[labels == "B", 0:5].mean(0)
+    assert marker_correlation(real, generated, labels, entries="own") == pytest.approx(1.0)
+    assert marker_correlation(real, generated, labels, entries="matrix") < 0.9
+
+
 def test_marker_correlation_validates_inputs():
     real = np.zeros((6, 8))
     with pytest.raises(ValueError, match="single cell type"):
@@ -145,6 +156,8 @@ def test_marker_correlation_validates_inputs():
         marker_correlation(real, real, ["B", "T"] * 3, n_markers=9)
     with pytest.raises(ValueError, match="labels has 5 entries"):
         marker_correlation(real, real, ["B", "T", "B", "T", "B"])
+    with pytest.raises(ValueError, match="entries="):
+        marker_correlation(real, real, ["B", "T"] * 3, entries="pairs")
 
 
 def test_generation_fidelity_counts():
@@ -152,11 +165,18 @@ def test_generation_fidelity_counts():
     expression, labels = _typed_expression(rng)
     counts = np.expm1(expression)
     perfect = generation_fidelity(sp.csr_matrix(counts), counts, labels=labels)
-    assert set(perfect) == {"pearson_per_cell", "pearson_per_feature", "rmse", "marker_correlation"}
+    assert set(perfect) == {
+        "pearson_per_cell",
+        "pearson_per_feature",
+        "rmse",
+        "marker_correlation",
+        "marker_correlation_own",
+    }
     assert perfect["pearson_per_cell"] == pytest.approx(1.0)
     assert perfect["pearson_per_feature"] == pytest.approx(1.0)
     assert perfect["rmse"] == pytest.approx(0.0, abs=1e-12)
     assert perfect["marker_correlation"] == pytest.approx(1.0)
+    assert perfect["marker_correlation_own"] == pytest.approx(1.0)
     noisy = generation_fidelity(counts, rng.poisson(counts + 0.5), labels=labels)
     assert 0.3 < noisy["pearson_per_cell"] < perfect["pearson_per_cell"]
     assert noisy["rmse"] > 0.1

@@ -233,6 +233,23 @@ def test_simulate(paired):
         model.simulate(groupby="cell_type", group="Neuron", n_cells=5)
 
 
+def test_simulate_posterior_from_one_modality(paired):
+    _, model = paired
+    kwargs = {"groupby": "cell_type", "group": "CD14+ Mono", "n_cells": 60, "output": "mean", "seed": 2}
+    both = model.simulate(**kwargs)
+    rna_only = model.simulate(**kwargs, posterior_from="rna")
+    assert rna_only.mod["atac"].shape == both.mod["atac"].shape == (60, model.adata.mod["atac"].n_vars)
+    # the same component and noise draws from a different mixture: other latents, other profiles
+    assert not np.allclose(rna_only.mod["rna"].X, both.mod["rna"].X)
+    np.testing.assert_array_equal(
+        rna_only.mod["rna"].X, model.simulate(**kwargs, posterior_from=["rna"]).mod["rna"].X
+    )
+    detected = model.simulate(**{**kwargs, "output": "detection"}, posterior_from="rna")
+    assert 0 <= detected.mod["atac"].X.min() and detected.mod["atac"].X.max() <= 1
+    with pytest.raises(ValueError, match="unknown modality"):
+        model.simulate(**kwargs, posterior_from="adt")
+
+
 def test_perturb(paired):
     mdata, model = paired
     genes = list(mdata.mod["rna"].var_names[:30])

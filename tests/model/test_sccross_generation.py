@@ -44,6 +44,9 @@ def _dense_reference(model, source, target, output, batch_code, library, rows=No
         params, _, _ = model.module.decode(target, z, batch, torch.as_tensor(library), sample=False)
         if output == "normalized":
             return torch.log1p(params["composition"] * 1e4).numpy()
+        if output == "detection" and "theta" in params:
+            theta = params["theta"]
+            return (1 - (theta / (theta + params["mu"])) ** theta).numpy()
         return model.module.likelihood[target].mean(params).numpy()
 
 
@@ -58,7 +61,7 @@ def _assert_close(actual, expected):
 
 
 @pytest.mark.parametrize(("source", "target"), [("atac", "rna"), ("rna", "atac")])
-@pytest.mark.parametrize("output", ["mean", "normalized"])
+@pytest.mark.parametrize("output", ["mean", "normalized", "detection"])
 def test_cross_generate_equals_dense_computation(trained, source, target, output):
     mdata, model = trained
     n = mdata.mod[source].n_obs
@@ -147,7 +150,7 @@ def test_bernoulli_target_equals_dense_computation():
         head.beta.copy_(torch.randn(head.beta.shape, generator=torch.Generator().manual_seed(0)))
     library = np.full(300, _median_total(mdata, "atac"), dtype=np.float32)
     expected = _dense_reference(model, "rna", "atac", "mean", 0, library)
-    for output in ("mean", "normalized"):  # both are probabilities for a Bernoulli head
+    for output in ("mean", "normalized", "detection"):  # all probabilities for a Bernoulli head
         out = model.cross_generate("rna", "atac", output=output, batch_size=96)
         _assert_close(out.X, expected)
     assert 0 < out.X.min() and out.X.max() < 1

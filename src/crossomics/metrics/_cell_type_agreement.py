@@ -54,15 +54,24 @@ def cell_type_proportion_correlation(true_labels: ArrayLike, predicted_labels: A
     )
 
 
-def marker_correlation(real: Matrix, generated: Matrix, labels: ArrayLike, n_markers: int = 5) -> float:
+def marker_correlation(
+    real: Matrix, generated: Matrix, labels: ArrayLike, n_markers: int = 5, entries: str = "matrix"
+) -> float:
     """Correlation of cell-type marker expression between real and generated data.
 
     For every cell type, the ``n_markers`` features with the largest difference between the mean
     in that type and the mean in all other cells are chosen **on the real data** (on log-normalised
     data this ranks by log fold change; unlike a t-test it needs no variance estimate and is
-    deterministic). For each (type, marker) pair the mean of the type's cells is taken in the real
-    and in the generated data; the result is the Pearson r over all stacked pairs, as in Fig. 4c
-    of the scCross paper (top 5 genes per cell type).
+    deterministic). The mean of every type is then taken in the real and in the generated data,
+    and the result is the Pearson r between the two sets of means:
+
+    - ``entries="matrix"`` (default): every cell type at every marker of the union, the
+      (types x markers) heatmap of Fig. 4c of the scCross paper (top 5 genes per cell type). The
+      paper's p-value (5.4e-177 at r = 0.93) corresponds to about 405 values, i.e. 9 cell types
+      x 45 markers: the full matrix, not only each type's own markers.
+    - ``entries="own"``: each type at its own markers only (``n_types * n_markers`` values). This
+      leaves out the low expression of markers in the other types, so it asks more: it rewards
+      the level of each marker where it is high, not the contrast between types.
 
     Parameters
     ----------
@@ -74,10 +83,12 @@ def marker_correlation(real: Matrix, generated: Matrix, labels: ArrayLike, n_mar
         Cell type of each cell (the real annotation), length ``n_cells``; at least two types.
     n_markers
         Markers per cell type.
+    entries
+        ``"matrix"`` or ``"own"``, see above.
 
     Returns
     -------
-    Pearson r over ``n_types * n_markers`` (type, marker) mean-expression pairs, in ``[-1, 1]``;
+    Pearson r over the chosen (type, marker) mean-expression pairs, in ``[-1, 1]``;
     **higher is better**.
 
     Examples
@@ -100,6 +111,8 @@ def marker_correlation(real: Matrix, generated: Matrix, labels: ArrayLike, n_mar
         raise ValueError(
             f"n_markers must be between 1 and the number of features ({real.shape[1]}), got {n_markers}"
         )
+    if entries not in ("matrix", "own"):
+        raise ValueError(f"entries={entries!r}; choose 'matrix' or 'own'")
     codes, types = pd.factorize(labels, sort=True)
     if len(types) < 2:
         raise ValueError(f"labels hold a single cell type ({types[0]!r}); markers need at least two types")
@@ -113,6 +126,9 @@ def marker_correlation(real: Matrix, generated: Matrix, labels: ArrayLike, n_mar
     markers = np.argsort(-(real_means - rest_means), axis=1, kind="stable")[:, :n_markers]
 
     generated_means = _group_means(membership, sizes, generated)
+    if entries == "matrix":
+        union = np.unique(markers)
+        return _pearson(real_means[:, union].ravel(), generated_means[:, union].ravel())
     type_index = np.arange(len(types))[:, None]
     return _pearson(real_means[type_index, markers].ravel(), generated_means[type_index, markers].ravel())
 

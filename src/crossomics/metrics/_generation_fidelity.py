@@ -49,8 +49,9 @@ def generation_fidelity(
       i.e. features constant in either matrix are left out), higher is better;
     - ``"rmse"``: :func:`rmse`, lower is better;
     - ``"auroc"``: :func:`auroc_binary`, only when ``binary=True``, higher is better;
-    - ``"marker_correlation"``: :func:`marker_correlation` with 5 markers per type, only when
-      ``labels`` are given, higher is better.
+    - ``"marker_correlation"`` and ``"marker_correlation_own"``: :func:`marker_correlation` with
+      5 markers per type over the full (types x markers) matrix and over each type's own
+      markers, only when ``labels`` are given, higher is better.
 
     Examples
     --------
@@ -82,6 +83,7 @@ def generation_fidelity(
         summary["auroc"] = auroc_binary(real, generated)
     if labels is not None:
         summary["marker_correlation"] = marker_correlation(real, generated, labels)
+        summary["marker_correlation_own"] = marker_correlation(real, generated, labels, entries="own")
     return summary
 
 

@@ -18,7 +18,7 @@ from anndata import AnnData
 from mudata import MuData
 from tqdm.auto import tqdm
 
-_OUTPUTS = ("counts", "normalized", "mean")
+_OUTPUTS = ("counts", "normalized", "mean", "detection")
 # cells per forward pass of cross_generate (default)
 _GENERATION_BATCH_SIZE = 1024
 
@@ -55,6 +55,8 @@ class SCCROSSGenerationMixin:
         head = self.module.likelihood[target]
         if output == "mean":
             return head.mean(params)
+        if output == "detection":
+            return head.detection_probability(params)
         if output == "normalized":
             if "composition" in params:
                 return torch.log1p(params["composition"] * 1e4)
@@ -79,8 +81,8 @@ class SCCROSSGenerationMixin:
         """Decode ``z`` (all cells in target batch ``code``) into the float32 CPU tensor ``dest``.
 
         The values of :meth:`_decode_tensor` up to float32 rounding. For the expected counts and
-        normalised values of an NB head and the probabilities of a Bernoulli head (RNA and
-        ATAC, the common cases) the output-sized work happens in ``dest`` itself, with no
+        normalised values and detection probabilities of an NB head and the probabilities of a
+        Bernoulli head (RNA and ATAC, the common cases) the output-sized work happens in ``dest`` itself, with no
         (cells x features) temporaries: the head's linear layer writes there (through numpy's
         BLAS on CPU, see :func:`_matmul_into`), then the batch affine map and either the
         softmax with library scaling (NB) or the sigmoid (Bernoulli) run in place. Other
@@ -102,28 +104,49 @@ class SCCROSSGenerationMixin:
         # a one-hot row product picks the row exactly, so indexing gives the same alpha and beta
         alpha = torch.exp(head.log_alpha)[code]
         beta = head.beta[code]
-        if precision == "bfloat16":
-            _bfloat16_matmul_into(hidden, head.linear.weight.T, work)
-            beta = torch.addcmul(beta, alpha, head.linear.bias)
-        elif _matmul_into(hidden, head.linear.weight.T, work):
-            # location = beta + alpha * (h W^T + b) = (beta + alpha * b) + alpha * (h W^T)
-            beta = torch.addcmul(beta, alpha, head.linear.bias)
-        else:
-            torch.addmm(head.linear.bias, hidden, head.linear.weight.T, out=work)
+        theta = torch.exp(head.log_theta)[code] if head.likelihood == "nb" else None
         # row blocks of ~4 MB on CPU, so that the passes after the product run in cache
         rows = len(work) if work.device.type != "cpu" else max(1, 2**20 // max(1, work.shape[1]))
-        for start in range(0, len(work), rows):
-            block = work[start : start + rows]
-            torch.addcmul(beta, alpha, block, out=block)
+
+        def finish(block: torch.Tensor, start: int) -> None:
+            """Likelihood mean, probability or normalised value from the located ``block``."""
             if head.likelihood == "bernoulli":
-                # the mean and the "normalized" output of a Bernoulli head are both probabilities
+                # the mean, "normalized" and "detection" outputs of a Bernoulli head are all probabilities
                 torch.sigmoid(block, out=block)
-                continue
+                return
             torch.softmax(block, dim=-1, out=block)  # row-wise, element by element: in place is safe
-            if output == "mean":
-                block.mul_(library[start : start + rows].view(-1, 1))
-            else:
+            if output != "normalized":
+                block.mul_(library[start : start + len(block)].view(-1, 1))
+            if output == "detection":
+                # P(x > 0) = 1 - (1 + mu / theta)^(-theta), in place
+                block.div_(theta).log1p_().mul_(-theta).expm1_().neg_()
+            elif output == "normalized":
                 block.mul_(1e4).log1p_()
+
+        # location = beta + alpha * (h W^T + b) = (beta + alpha * b) + alpha * (h W^T)
+        shift = torch.addcmul(beta, alpha, head.linear.bias)
+        if precision == "bfloat16":
+            # alpha folded into the weights; each 512-row product lands in one reused bfloat16
+            # buffer (smaller products ran the kernel below its speed, a fresh buffer paid its
+            # page faults every time) and is widened, shifted and finished in cache-sized rows
+            left = hidden.to(torch.bfloat16)
+            weight = (head.linear.weight.T * alpha).to(torch.bfloat16)
+            step = min(512, len(work))
+            product = torch.empty((step, work.shape[1]), dtype=torch.bfloat16, device=work.device)
+            for first in range(0, len(work), step):
+                n = min(step, len(work) - first)
+                torch.matmul(left[first : first + n], weight, out=product[:n])
+                for offset in range(0, n, rows):
+                    block = work[first + offset : first + min(n, offset + rows)]
+                    block.copy_(product[offset : offset + len(block)]).add_(shift)
+                    finish(block, first + offset)
+        else:
+            if not _matmul_into(hidden, head.linear.weight.T, work):
+                torch.mm(hidden, head.linear.weight.T, out=work)
+            for start in range(0, len(work), rows):
+                block = work[start : start + rows]
+                torch.addcmul(shift, alpha, block, out=block)
+                finish(block, start)
         if work is not dest:
             dest.copy_(work)
 
@@ -146,9 +169,15 @@ class SCCROSSGenerationMixin:
             X=X, obs=obs, var=var, uns={"sccross_generation": {"target": target, "output": output, **extra}}
         )
 
-    def _check_output(self, output: str) -> None:
+    def _check_output(self, output: str, modalities: Sequence[str]) -> None:
         if output not in _OUTPUTS:
             raise ValueError(f"output={output!r}; choose one of {list(_OUTPUTS)}")
+        for m in modalities:
+            if output == "detection" and self.likelihoods_[m] == "normal":
+                raise ValueError(
+                    f"output='detection' needs a count, binary or zero-inflated likelihood; modality {m!r} "
+                    "has a normal likelihood (use output='mean')"
+                )
 
     def _target_batch(self, target: str, batch: str | None) -> int:
         categories = list(self.batch_categories_[target])
@@ -197,7 +226,10 @@ class SCCROSSGenerationMixin:
             ``source == target``, else the median total of the target's training cells.
         output
             ``"mean"`` (expected values), ``"normalized"`` (``log1p`` of the composition scaled
-            to 1e4, count likelihoods) or ``"counts"`` (one draw from the likelihood, sparse).
+            to 1e4, count likelihoods), ``"detection"`` (``P(x > 0)`` under the likelihood at
+            ``library_size``: for ATAC the probability that a peak is accessible, the score to
+            compare with binarised data; not defined for a normal likelihood) or ``"counts"``
+            (one draw from the likelihood, sparse).
         target_batch
             Batch of the target modality whose decoder parameters are used (default: the first).
         batch_size
@@ -224,7 +256,7 @@ class SCCROSSGenerationMixin:
         >>> sc.pp.log1p(rna_from_atac)
         """
         self._check_modality(target)
-        self._check_output(output)
+        self._check_output(output, [target])
         if precision not in ("float32", "bfloat16"):
             raise ValueError(f"precision={precision!r}; choose 'float32' or 'bfloat16'")
         if n_samples < 1:
@@ -278,14 +310,22 @@ class SCCROSSGenerationMixin:
         output: str = "counts",
         seed: int = 0,
         batch_size: int | None = None,
+        posterior_from: str | Sequence[str] | None = None,
     ) -> MuData:
         """Simulate matched multi-omics cells of one population (paper eq. 15-16, Fig. 5).
 
         Joint latents are drawn from the population's aggregate posterior: a mixture with one
         Gaussian ``q(z | x_i)`` per cell ``i`` of the group, over the group's cells in every
-        modality that has ``groupby``. Every modality is then decoded from the *same* draw, so
-        row ``k`` of each modality is one simulated cell. Library sizes are drawn from the
-        group's observed totals of each modality. Vectorised: no per-cell Python loop.
+        modality of ``posterior_from`` that has ``groupby``. Every modality is then decoded from
+        the *same* draw, so row ``k`` of each modality is one simulated cell. Library sizes are
+        drawn from the group's observed totals of each modality. Vectorised: no per-cell Python
+        loop.
+
+        Which encodings define the population matters when the modalities tell cell types apart
+        unequally. On the mouse cortex, ATAC encodings of astrocytes sit partly among
+        neighbouring types: with both modalities, 84.7% of simulated astrocytes (sampled counts)
+        were classified as astrocytes by a classifier trained on real RNA; with
+        ``posterior_from="rna"``, 91.5%; held-out real astrocytes score 93.9% (5-fold CV).
 
         Parameters
         ----------
@@ -298,9 +338,14 @@ class SCCROSSGenerationMixin:
         modalities
             Modalities to generate (default: all).
         output
-            ``"counts"``, ``"mean"`` or ``"normalized"`` (see :meth:`cross_generate`).
+            ``"counts"``, ``"mean"``, ``"normalized"`` or ``"detection"`` (see
+            :meth:`cross_generate`).
         seed
             Random seed.
+        batch_size
+            Cells per forward pass (default 1,024).
+        posterior_from
+            Modalities whose encodings of the group's cells form the mixture (default: all).
 
         Returns
         -------
@@ -312,12 +357,18 @@ class SCCROSSGenerationMixin:
         >>> sim.mod["rna"].shape
         (500, 1677)
         """
-        self._check_output(output)
         modalities = list(modalities) if modalities is not None else list(self.modalities_)
         for m in modalities:
             self._check_modality(m)
+        self._check_output(output, modalities)
         if n_cells < 1:
             raise ValueError(f"n_cells={n_cells} must be >= 1")
+        if posterior_from is None:
+            posterior_from = list(self.modalities_)
+        elif isinstance(posterior_from, str):
+            posterior_from = [posterior_from]
+        for m in posterior_from:
+            self._check_modality(m)
         self.module.eval()
         means, log_vars, libraries = [], [], {}
         found_column = False
@@ -330,15 +381,18 @@ class SCCROSSGenerationMixin:
             if not len(rows):
                 continue
             X, _, _ = self._modality_data(m, None, rows)
+            libraries[m] = np.asarray(X.sum(1)).ravel()
+            if m not in posterior_from:
+                continue
             for x in self._batches(X, batch_size):
                 encoded = self.module.encode(m, x, sample=False)
                 means.append(encoded["z_mean"])
                 log_vars.append(encoded["z_log_var"])
-            libraries[m] = np.asarray(X.sum(1)).ravel()
         if not found_column:
             raise ValueError(f"{groupby!r} is not an .obs column of any modality {self.modalities_}")
         if not means:
-            raise ValueError(f"group {group!r} has no cells in column {groupby!r}")
+            where = "" if set(posterior_from) == set(self.modalities_) else f" of modalities {posterior_from}"
+            raise ValueError(f"group {group!r} has no cells in column {groupby!r}{where}")
         mean, log_var = torch.cat(means), torch.cat(log_vars)
         generator = torch.Generator().manual_seed(seed)
         component = torch.randint(len(mean), (n_cells,), generator=generator)
@@ -576,15 +630,6 @@ def _matmul_into(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor) -> bool:
         else:
             list(_blas_pool(n_parts).map(part, range(n_parts)))
     return True
-
-
-def _bfloat16_matmul_into(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor) -> None:
-    """``out = a @ b`` with bfloat16 operands (float32 accumulation inside the kernel), written
-    into the float32 ``out`` in blocks of 512 rows, so that no full-size bfloat16 copy is made
-    (smaller blocks ran the kernel below its speed)."""
-    left, right = a.to(torch.bfloat16), b.to(torch.bfloat16)
-    for start in range(0, len(out), 512):
-        out[start : start + 512].copy_(left[start : start + 512] @ right)
 
 
 @functools.cache

@@ -218,6 +218,26 @@ class BatchAffineLikelihood(nn.Module):
             return torch.sigmoid(-p["zi_logits"]) * torch.exp(p["loc"] + 0.5 * p["scale"] ** 2)
         return p["loc"]
 
+    def detection_probability(self, p: dict) -> torch.Tensor:
+        """Probability that an entry is non-zero, ``P(x > 0)``.
+
+        NB: ``1 - (theta / (theta + mu))^theta``; ZINB multiplies it by ``1 - pi``; Bernoulli:
+        the probability itself; ZILN: ``1 - pi``. For a binary read-out of counts (accessible
+        or not) this, not the expected count, is the score to rank entries by: two features
+        with the same mean but different dispersion are detected at different rates.
+        """
+        if self.likelihood in ("nb", "zinb"):
+            theta = p["theta"]
+            detected = -torch.expm1(-theta * torch.log1p(p["mu"] / theta))
+            if self.likelihood == "zinb":
+                detected = detected * torch.sigmoid(-p["zi_logits"])
+            return detected
+        if self.likelihood == "bernoulli":
+            return torch.sigmoid(p["logits"])
+        if self.likelihood == "ziln":
+            return torch.sigmoid(-p["zi_logits"]).expand_as(p["loc"])
+        raise ValueError("a normal likelihood has no zeros to detect; use output='mean'")
+
     def sample(self, p: dict, generator: torch.Generator | None = None) -> torch.Tensor:
         """Draw one observation per entry (used for ``output="counts"``)."""
         if self.likelihood in ("nb", "zinb"):
