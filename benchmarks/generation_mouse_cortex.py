@@ -165,6 +165,14 @@ def main(argv=None):
     rng = np.random.default_rng(args.seed)
     donors = np.array([rng.choice(np.flatnonzero(labels_tr == t)) for t in labels_q])
     gen_rna["random training cell of its type (oracle)"] = rna_tr.X[donors]
+    # the same for ATAC: each query cell gets its type's accessibility rate in the training cells
+    atac_rates = {t: np.asarray(atac_bin[labels_tr == t].mean(0)).ravel() for t in np.unique(labels_tr)}
+    rna_types = LogisticRegression(max_iter=2000).fit(pca_tr, labels_tr).predict(pca_q)
+    for name, types in (
+        ("type mean (true type, oracle)", labels_q[atac_rows]),
+        ("type mean (RNA classifier)", rna_types),
+    ):
+        gen_atac[name] = np.vstack([atac_rates[t] for t in types]).astype(np.float32)
     mvi_s = None
     if not args.no_multivi:
         try:
@@ -302,7 +310,13 @@ def main(argv=None):
         "union of each type's top-5 markers (chosen on the real query cells), the heatmap of the "
         "paper's Fig. 4c, whose p-value (5.4e-177 at r = 0.93) implies about 405 values (9 types x 45 "
         "markers); marker_correlation_own: each type at its own 5 markers only. SCCROSS (detection): "
-        "P(count > 0) under the decoder at the median training library, the accessibility probability."
+        "P(count > 0) under the decoder at the median training library, the accessibility probability. "
+        "RNA->ATAC 'type mean' rows: each query cell gets its type's accessibility rate in the training "
+        "cells, by true type (oracle) or by a logistic regression on the training cells' RNA PCA. The "
+        "AUROC pools all (cell, peak) entries, so it mostly ranks peaks by how often they are open: the "
+        "global rate of the mean baseline, estimated from all 2,063 training cells, beats even the "
+        "true-type rates, whose estimates from a few dozen cells per type add more noise than cell-type "
+        "specific accessibility adds signal."
     )
     cm.write_report(
         stem,
