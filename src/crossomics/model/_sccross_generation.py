@@ -19,8 +19,12 @@ from mudata import MuData
 from tqdm.auto import tqdm
 
 _OUTPUTS = ("counts", "normalized", "mean", "detection")
-# cells per forward pass of cross_generate (default)
-_GENERATION_BATCH_SIZE = 1024
+# cells per forward pass of cross_generate (defaults). Expected values are decoded in place in
+# row blocks, so a larger pass only saves per-pass overhead (RNA -> ATAC, 10,309 cortex cells,
+# 2 threads, bfloat16: best of 3 runs 10,335 cells/s at 2,048 against 9,560 at 1,024); drawing
+# counts makes several (cells x features) temporaries, so it keeps smaller passes.
+_GENERATION_BATCH_SIZE = 2048
+_SAMPLING_BATCH_SIZE = 1024
 
 
 def _obs_values(adata: AnnData, groupby: str, name: str) -> pd.Series:
@@ -233,7 +237,8 @@ class SCCROSSGenerationMixin:
         target_batch
             Batch of the target modality whose decoder parameters are used (default: the first).
         batch_size
-            Cells per forward pass (default 1,024). The output matrix is allocated once and
+            Cells per forward pass (default 2,048; 1,024 for ``output="counts"``, whose draws
+            need several cells x features temporaries). The output matrix is allocated once and
             every chunk is decoded straight into its rows.
         seed
             Seed of the draws for ``output="counts"``.
@@ -242,9 +247,10 @@ class SCCROSSGenerationMixin:
             output layer (hidden units x features, most of the time for wide modalities) for
             ``output="mean"`` / ``"normalized"`` of NB and Bernoulli modalities; everything else
             stays float32. bfloat16 keeps 8 significant bits of each operand: on the mouse
-            cortex (10,309 cells, 2 threads, AVX512-BF16 CPU) RNA -> ATAC ran at 8,736 cells/s
-            against 6,621 in float32, and no generated value moved by more than 0.6% of its
-            cell's largest value (per-cell r >= 0.99999 with float32).
+            cortex (10,309 cells, 2 threads, AVX512-BF16 CPU) RNA -> ATAC ran at 7,500-10,300
+            cells/s against 5,800-7,100 in float32 (runs on one shared virtual machine within
+            an hour), and no generated value moved by more than 0.6% of its cell's largest
+            value (per-cell r >= 0.99999 with float32).
 
         Returns
         -------
@@ -276,7 +282,8 @@ class SCCROSSGenerationMixin:
         stacked = rows.view(n_cells * n_samples, n_features).numpy()
         library = torch.as_tensor(library)
         start = 0
-        for x in self._batches(X, batch_size or _GENERATION_BATCH_SIZE):
+        default_batch = _SAMPLING_BATCH_SIZE if output == "counts" else _GENERATION_BATCH_SIZE
+        for x in self._batches(X, batch_size or default_batch):
             z = self.module.encode(source, x, sample=False)["z"]
             n = len(z)
             lib = library[start : start + n].to(z.device)

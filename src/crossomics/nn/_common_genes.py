@@ -55,8 +55,10 @@ class CommonGeneProjection(nn.Module):
         genes = self.feature_map(x)
         if _is_csr(genes):
             genes = genes.to_dense()  # cells x (at most a few thousand) genes is small
-        total = genes.sum(-1, keepdim=True).clamp_min(_TOTAL_FLOOR)
-        logged = torch.log1p(genes / total * 1e4)[:, self.kept]
-        scaled = ((logged - self.gene_mean) / self.gene_std).clamp(-self.clip, self.clip)
+        # every step below works on tensors made here (nothing the caller holds, nothing that
+        # needs a gradient), so the elementwise steps run in place
+        scale = 1e4 / genes.sum(-1, keepdim=True).clamp_min(_TOTAL_FLOOR)
+        logged = genes.mul_(scale).log1p_()[:, self.kept]
+        scaled = logged.sub_(self.gene_mean).div_(self.gene_std).clamp_(-self.clip, self.clip)
         coordinates = (F.normalize(scaled, dim=-1, eps=1e-12) - self.pca_mean) @ self.components.T
-        return coordinates / self.output_std
+        return coordinates.div_(self.output_std)
