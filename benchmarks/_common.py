@@ -125,11 +125,16 @@ def knn_regression(source_train, target_train, source_query, k: int = 15) -> np.
     return out / k
 
 
-def cell_type_classifier(X_counts, labels, seed: int = 0):
-    """Logistic regression on log-normalised counts; returns ``predict(counts_or_means)``."""
+def cell_type_logistic_regression(seed: int = 0):
+    """The (unfitted) classifier behind :func:`cell_type_classifier`."""
     from sklearn.linear_model import LogisticRegression
 
-    clf = LogisticRegression(max_iter=300, C=0.1, random_state=seed)
+    return LogisticRegression(max_iter=300, C=0.1, random_state=seed)
+
+
+def cell_type_classifier(X_counts, labels, seed: int = 0):
+    """Logistic regression on log-normalised counts; returns ``predict(counts_or_means)``."""
+    clf = cell_type_logistic_regression(seed)
     clf.fit(log_normalize(X_counts), np.asarray(labels).astype(str))
     return lambda X: clf.predict(log_normalize(X))
 

@@ -139,14 +139,10 @@ def main(argv=None):
     real_acc = float(np.mean(predict(real_astro.X) == GROUP))
     # the same classifier's accuracy on astrocytes it was not trained on (5-fold CV): what real
     # astrocytes score, the reference for the simulated ones
-    from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import cross_val_predict
 
     held_out = cross_val_predict(
-        LogisticRegression(max_iter=300, C=0.1, random_state=args.seed),
-        cm.log_normalize(rna_all.X),
-        labels,
-        cv=5,
+        cm.cell_type_logistic_regression(args.seed), cm.log_normalize(rna_all.X), labels, cv=5
     )
     held_out_acc = float(np.mean(held_out[astro] == GROUP))
     stem = cm.RESULTS / ("simulation_astrocytes" + ("_quick" if args.quick else ""))

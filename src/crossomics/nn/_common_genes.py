@@ -56,9 +56,10 @@ class CommonGeneProjection(nn.Module):
         if _is_csr(genes):
             genes = genes.to_dense()  # cells x (at most a few thousand) genes is small
         # every step below works on tensors made here (nothing the caller holds, nothing that
-        # needs a gradient), so the elementwise steps run in place
-        scale = 1e4 / genes.sum(-1, keepdim=True).clamp_min(_TOTAL_FLOOR)
-        logged = genes.mul_(scale).log1p_()[:, self.kept]
+        # needs a gradient), so the elementwise steps run in place, in the order (and so with
+        # the rounding) of the out-of-place form
+        total = genes.sum(-1, keepdim=True).clamp_min(_TOTAL_FLOOR)
+        logged = genes.div_(total).mul_(1e4).log1p_()[:, self.kept]
         scaled = logged.sub_(self.gene_mean).div_(self.gene_std).clamp_(-self.clip, self.clip)
         coordinates = (F.normalize(scaled, dim=-1, eps=1e-12) - self.pca_mean) @ self.components.T
         return coordinates.div_(self.output_std)
