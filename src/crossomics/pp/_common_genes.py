@@ -79,9 +79,10 @@ def common_gene_views(
     - ``protein``: each antibody is assigned the gene encoding its target, from
       ``protein_to_gene`` first, else by matching its name to a gene symbol of the other
       modalities (ignoring case and punctuation), else from a built-in table of CD names
-      (``CD3`` -> ``CD3E``, ``CD16`` -> ``FCGR3A``, ``HLA-DR`` -> ``HLA-DRA``...). Antibodies
-      with the same gene (``CD45RA``/``CD45RO`` -> ``PTPRC``) are summed; unmatched ones
-      are dropped. The number matched is logged at INFO level.
+      (``CD3`` -> ``CD3E``, ``CD16`` -> ``FCGR3A``, ``HLA-DR`` -> ``HLA-DRA``...). Numbered
+      clones map like their target (``cd4.1``, ``cd4.2`` -> ``CD4``). Antibodies with the same
+      gene (``CD45RA``/``CD45RO`` -> ``PTPRC``) are summed; unmatched ones are dropped. The
+      number matched is logged at INFO level.
 
     The genes shared by all modalities (compared ignoring case) are then kept, in the order of
     the first modality and spelled as there.
