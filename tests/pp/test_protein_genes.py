@@ -1,5 +1,8 @@
+import numpy as np
+import pandas as pd
 import pytest
 
+import crossomics as co
 from crossomics.pp._protein_genes import _ANTIBODY_TARGET_GENES, _compact_key, _separated_key, antibody_genes
 
 
@@ -65,3 +68,24 @@ def test_table_keys_do_not_collide():
         seen = {}
         for name, gene in _ANTIBODY_TARGET_GENES.items():
             assert seen.setdefault(key(name), gene) == gene, name
+
+
+def test_mosaic_panel_coverage():
+    mosaic = co.datasets.pbmc_mosaic()
+    adt, rna = mosaic["adt"].var_names, mosaic["rna"].var_names
+    human = co.datasets.gene_annotation("hg38").index.union(rna)
+    genes = antibody_genes(adt, human)
+    unmapped = pd.isna(genes)
+    # only 'folate' and 'cadherin' (a receptor family / a protein family, not one gene) stay unmapped
+    assert sorted(adt[unmapped]) == ["cadherin", "folate"]
+    mapped = genes[~unmapped].astype(str)
+    assert mapped.size == 222
+    in_rna = np.isin(mapped, rna)
+    assert in_rna.sum() == 70
+    assert np.unique(mapped[in_rna]).size == 66
+    # against the RNA genes alone, the table names still map: 181 of 224
+    assert pd.notna(antibody_genes(adt, rna)).sum() == 181
+    lookup = dict(zip(adt, genes, strict=True))
+    assert lookup["cd4.1"] == lookup["cd4.2"] == "CD4"
+    assert lookup["cd56.1"] == lookup["cd56.2"] == "NCAM1"
+    assert {lookup[n] for n in ("cd45ra", "cd45rb", "cd45ro", "cd45.1", "cd45.2")} == {"PTPRC"}

@@ -11,6 +11,7 @@ from ._loaders import (
     go_biological_process,
     mouse_motor_cortex,
     pbmc_ifnb,
+    pbmc_mosaic,
 )
 
 __all__ = [
@@ -20,4 +21,5 @@ __all__ = [
     "go_biological_process",
     "mouse_motor_cortex",
     "pbmc_ifnb",
+    "pbmc_mosaic",
 ]

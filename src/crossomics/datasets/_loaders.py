@@ -65,6 +65,37 @@ def bmmc_cite() -> md.MuData:
     return _read_mudata("bmmc_cite_starter.h5mu")
 
 
+def pbmc_mosaic() -> md.MuData:
+    """Human PBMC CITE-seq arranged as a mosaic: RNA-only, protein-only and paired batches.
+
+    1,600 cells in 4 batches of 400 (``obs['batch']``):
+
+    - ``p1_0``: RNA only;
+    - ``p2_0``: protein only;
+    - ``p3_0`` and ``p4_0``: RNA and protein of the same cells (800 pairs).
+
+    Modality ``rna`` holds 1,200 cells x 500 highly variable genes (symbols), ``adt`` 1,200
+    cells x 224 antibody-derived tags named by antibody in lower case (``cd62p``, ``hla.dr``,
+    numbered clones ``cd4.1``/``cd4.2``); :func:`crossomics.pp.common_gene_views` maps them to
+    genes. Paired cells share ``obs_names``, so ``mdata.obsmap`` pairs them and the other cells
+    stay unpaired. ``obs`` of each modality and of the MuData: ``batch`` and ``cell_type`` (8:
+    CD4 T, Mono, CD8 T, NK, B, other T, DC, other). Raw int32 counts. All cells and features
+    of the source are kept.
+
+    Source: Hao et al., Cell 184 (2021), as arranged by MIDAS (He et al., Nat Biotechnol
+    2024); MIT licence. See ``docs/data.md``.
+
+    Examples
+    --------
+    >>> import crossomics as co
+    >>> mdata = co.datasets.pbmc_mosaic()
+    >>> mdata.shape, mdata.mod["rna"].shape, mdata.mod["adt"].shape
+    ((1600, 724), (1200, 500), (1200, 224))
+    >>> co.SCCROSS.setup_mudata(mdata, modalities=["rna", "adt"], batch_keys="batch")
+    """
+    return _read_mudata("pbmc_mosaic_cite.h5mu")
+
+
 def pbmc_ifnb() -> ad.AnnData:
     """Kang et al. 2018 IFN-beta stimulated PBMC, 832-cell subset (RNA only).
 
