@@ -31,6 +31,7 @@ STUDIES = [
     ("minnet_mouse_cortex.py", False),
     ("minnet_smoothing.py", False),
     ("pp_timing.py", False),
+    ("modality_mixing_vs_ilisi.py", False),
 ]
 # studies that time code using both cores: run one at a time after the others
 EXCLUSIVE = [

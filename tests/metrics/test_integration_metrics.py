@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from crossomics.metrics import integration_metrics
+from crossomics.metrics import integration_metrics, modality_mixing
 
 TYPES = ["B", "T", "NK", "Mono"]
 
@@ -26,12 +26,15 @@ def test_well_mixed_separated_types_score_high():
     assert scores["cell_type_asw"] > 0.8
     assert scores["modality_mixing_asw"] > 0.85
     assert scores["graph_connectivity"] == 1.0
+    assert scores["modality_mixing"] > 0.9
+    assert scores["modality_mixing"] == modality_mixing(latent, labels=labels, groups=modality)
 
 
 def test_separated_modalities_score_low_mixing():
     latent, labels, modality = _joint_embedding(np.random.default_rng(1), modality_offset=6.0)
     scores = integration_metrics(latent, labels, modality)
     assert scores["modality_mixing_asw"] < 0.3
+    assert scores["modality_mixing"] < 0.05
     # each type splits into an rna and an atac component of equal size
     assert scores["graph_connectivity"] == pytest.approx(0.5)
 

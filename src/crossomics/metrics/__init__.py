@@ -9,6 +9,7 @@ from ._foscttm import foscttm, foscttm_per_cell
 from ._generation_fidelity import generation_fidelity
 from ._integration import integration_metrics
 from ._label_transfer import label_transfer_accuracy, transfer_labels
+from ._modality_mixing import modality_mixing
 from ._profile_similarity import pearson_per_cell, pearson_per_feature, rmse
 from ._scib_benchmark import scib_benchmark
 
@@ -21,6 +22,7 @@ __all__ = [
     "integration_metrics",
     "label_transfer_accuracy",
     "marker_correlation",
+    "modality_mixing",
     "pearson_per_cell",
     "pearson_per_feature",
     "rmse",
