@@ -223,10 +223,14 @@ def feature_alignment(reference: pd.Index, query: pd.Index, name: str, modality:
     missing = reference.difference(query, sort=False)
     extra = query.difference(reference, sort=False)
     if len(missing) or len(extra):
+
+        def examples(names: pd.Index) -> str:
+            return f" (e.g. {list(names[:3])})" if len(names) else ""
+
         raise ValueError(
             f"{name} has different features from the model: {len(missing)} of the model's "
-            f"{len(reference)} {modality!r} features are missing (e.g. {list(missing[:3])}) and "
-            f"{len(extra)} of its {len(query)} features are not the model's (e.g. {list(extra[:3])}). "
+            f"{len(reference)} {modality!r} features are missing{examples(missing)} and "
+            f"{len(extra)} of its {len(query)} features are not the model's{examples(extra)}. "
             "Features are matched by name in any order; pass exactly the model's features, e.g. "
             f"adata[:, model.feature_names_[{modality!r}]] after adding any missing ones"
         )
