@@ -24,8 +24,8 @@ import pandas as pd
 import torch
 from torch import nn
 
-from crossomics.nn._common_genes import CommonGeneProjection
 from crossomics.nn._transforms import GeneSetScores, ReferenceGraphConvolution, SparseLinearMap
+from crossomics.pp._common_gene_space import CommonGeneProjection
 from crossomics.pp._input_transforms import LogNormalizedPCA, StandardizedPCA, TfidfLSI
 
 MODEL_FILE = "model.pt"

@@ -15,9 +15,9 @@ import torch
 from anndata import AnnData
 
 from crossomics import pp
-from crossomics.nn._common_genes import CommonGeneProjection
 from crossomics.nn._likelihoods import COUNT_LIKELIHOODS
 from crossomics.nn._transforms import GeneSetScores, ReferenceGraphConvolution, to_torch_rows
+from crossomics.pp._common_gene_space import CommonGeneProjection
 from crossomics.pp._input_transforms import StandardizedPCA, top_right_singular_vectors
 
 logger = logging.getLogger(__name__)
@@ -151,7 +151,7 @@ def fit_gene_set_features(
 def fit_common_gene_features(
     mdata, modalities, matrices: dict, n_components: int, seed: int, **view_kwargs
 ) -> dict[str, CommonGeneProjection]:
-    """Per-modality :class:`~crossomics.nn.CommonGeneProjection` onto one fitted joint PCA.
+    """Per-modality :class:`~crossomics.pp._common_gene_space.CommonGeneProjection` onto one fitted joint PCA.
 
     ``matrices`` holds each modality's registered data; ``view_kwargs`` are the arguments of
     :func:`crossomics.pp.fit_common_gene_space` (kinds, annotation, protein mapping, layers).
@@ -161,9 +161,9 @@ def fit_common_gene_features(
     )
     features = {}
     for m in modalities:
-        unscaled = CommonGeneProjection.from_space(space, m)
+        unscaled = space.module(m)
         std = _apply_in_chunks(unscaled, matrices[m]).std(0)
-        features[m] = CommonGeneProjection.from_space(space, m, output_std=np.maximum(std, 1e-6))
+        features[m] = space.module(m, output_std=np.maximum(std, 1e-6))
     return features
 
 
