@@ -240,8 +240,10 @@ class ModelFileMixin:
         }
         write_model_file(dir_path, payload, prefix=prefix, overwrite=overwrite)
         if save_anndata:
-            if self.adata is None:
-                raise ValueError("this model holds no data to save; pass save_anndata=False")
+            from mudata import MuData
+
+            if not isinstance(self.adata, MuData):
+                raise ValueError("save_anndata=True saves a model's MuData; this model holds none")
             self.adata.write(os.path.join(dir_path, f"{prefix or ''}{DATA_FILE}"), **anndata_write_kwargs)
 
     @classmethod

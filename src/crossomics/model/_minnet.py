@@ -198,7 +198,13 @@ class MINNET(ModelFileMixin, MINNETOutputsMixin, BaseModelClass):
                 for m in self.modalities_
             }
             best = max(overlap, key=overlap.get)
-            if overlap[best] == 0:
+            # a gene-activity modality's AnnData holds peaks, not the genes the model reads
+            peak_inputs = [
+                m for m in self.modalities_ if self.input_transforms_[m].gene_annotation is not None
+            ]
+            if overlap[best] == 0 and len(peak_inputs) == 1:
+                best = peak_inputs[0]
+            elif overlap[best] == 0:
                 raise ValueError(
                     f"cannot tell which of the modalities {self.modalities_} the AnnData holds from its features "
                     f"(e.g. {list(adata.var_names[:3])}); pass a MuData, e.g. MuData({{'atac': adata}})"
