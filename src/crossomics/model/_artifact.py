@@ -271,11 +271,14 @@ class ModelFileMixin:
         custom ``__reduce__``) is refused with a ``ValueError`` before that object is
         created, so loading an untrusted file runs no code from it. The file holds: the
         format tag and package versions; the hyper-parameters; the scvi-tools registry with
-        the setup arguments (lists and strings); per modality the feature names, batch
-        categories, kind, likelihood, layer, training library sizes and MNN prior (tensors);
-        a description of each fixed transform (its class, from a fixed list of crossomics
-        transforms, plain attributes and buffer shapes); the training history as plain
-        tables; and the module's state dict (tensors).
+        the setup arguments (lists and strings; a gene-annotation table as a
+        ``{"index", "columns"}`` dict of lists); the fitted state, for SCCROSS per modality the
+        feature names, batch categories, kind, likelihood, layer, training library sizes and
+        MNN prior (tensors) plus a description of each fixed transform (its class, from a
+        fixed list of crossomics transforms, plain attributes and buffer shapes), for MINNET
+        the input recipes (feature names, gene-activity annotation) and cell types; the
+        training history as plain tables; and the module's state dict (tensors, including
+        every fixed transform's buffers).
 
         Parameters
         ----------
