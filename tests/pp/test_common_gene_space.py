@@ -5,7 +5,6 @@ import torch
 from sklearn.decomposition import PCA
 
 import crossomics as co
-from crossomics.nn._common_genes import CommonGeneProjection
 from crossomics.pp._mnn import cosine_normalize
 from crossomics.pp._normalize import log_normalize, standardize_columns
 
@@ -52,7 +51,7 @@ def test_subsampled_fit_still_transforms_every_cell(cortex_subset):
 def test_torch_projection_matches_numpy(cortex_subset, layout):
     space = co.pp.fit_common_gene_space(cortex_subset, ["rna", "atac"], gene_annotation="mm10", n_comps=15)
     counts = sp.csr_matrix(cortex_subset["atac"].X[:300], dtype=np.float32)
-    module = CommonGeneProjection.from_space(space, "atac", output_std=np.full(15, 2.0))
+    module = space.module("atac", output_std=np.full(15, 2.0))
     if layout == "dense":
         x = torch.as_tensor(counts.toarray())
     else:

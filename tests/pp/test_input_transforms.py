@@ -102,3 +102,22 @@ def test_transforms_reject_wrong_inputs(cortex_subset):
         co.pp.fit_lsi(-sp.csr_matrix(rna.X, dtype=np.float32), n_components=5)
     with pytest.raises(ValueError, match="choose 1 <= n_components <= 1677"):
         co.pp.fit_pca(rna.X, n_components=5000)
+
+
+@pytest.mark.parametrize("kind", ["pca", "lsi"])
+def test_numpy_and_torch_forms_agree(cortex_subset, kind):
+    """The model's buffers (torch form) compute what the numpy transform computes, dense or CSR."""
+    import torch
+
+    from crossomics.nn._transforms import to_torch_rows
+
+    X = cortex_subset["rna" if kind == "pca" else "atac"].X[:300]
+    fit = (co.pp.fit_pca if kind == "pca" else co.pp.fit_lsi)(X, n_components=20)
+    expected = fit.transform(X)
+    module = fit.module()
+    with torch.no_grad():
+        dense = module(torch.as_tensor(X.toarray(), dtype=torch.float32)).numpy()
+        sparse = module(to_torch_rows(X)).numpy()
+    assert np.abs(expected).max() > 1  # real, non-trivial projections
+    np.testing.assert_allclose(dense, expected, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(sparse, expected, rtol=1e-4, atol=1e-4)

@@ -9,6 +9,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+import torch
 from anndata import AnnData
 from mudata import MuData
 from scvi import REGISTRY_KEYS
@@ -17,6 +18,7 @@ from scvi.model.base import BaseModelClass
 from scvi.train import TrainRunner
 
 from crossomics._validation import check_counts, get_matrix
+from crossomics.model._artifact import ModelFileMixin, is_table, table_from_plain
 from crossomics.model._minnet_checks import (
     check_labels,
     layers_per_modality,
@@ -34,9 +36,10 @@ from crossomics.train._minnet_pairs import SiamesePairDataModule, SiamesePairDat
 logger = logging.getLogger(__name__)
 
 _INPUT_KEYS = ("X_first", "X_second")
+_MODULE_PARAMETERS = ("n_hidden", "n_latent", "margin_scale", "cell_type_margin", "contrastive_weight")
 
 
-class MINNET(MINNETOutputsMixin, BaseModelClass):
+class MINNET(ModelFileMixin, MINNETOutputsMixin, BaseModelClass):
     """MinNet: supervised Siamese integration of two modalities with a graph-based flexible margin.
 
     Trained on paired, labelled cells, it embeds cells of either modality, paired or not, into
@@ -99,8 +102,14 @@ class MINNET(MINNETOutputsMixin, BaseModelClass):
         n_pcs: int = 50,
     ):
         super().__init__(mdata)
+        self.init_params_ = self._get_init_params(locals())
         setup = self.adata_manager.registry["setup_args"]
         first, second = setup["modalities"]
+        self.modalities_: list[str] = [first, second]
+        self.layers_: dict[str, str | None] = dict(setup["layers"])
+        self.cell_types_: list = list(
+            self.adata_manager.get_state_registry(REGISTRY_KEYS.LABELS_KEY).categorical_mapping
+        )
         annotation = setup["gene_annotation"]
         peaks = peak_modality(mdata, [first, second]) if annotation is not None else None
         self.input_transforms_: dict[str, ModalityInput] = {}
@@ -112,28 +121,104 @@ class MINNET(MINNETOutputsMixin, BaseModelClass):
                 gene_annotation=annotation if modality == peaks else None,
                 restrict_to=mdata.mod[other].var_names,
             )
-        self._input_cache: tuple[dict, tuple[sp.csr_matrix, sp.csr_matrix]] | None = None
-        statistics = [standardization_statistics(X) for X in self._registered_inputs()]
-        self.n_neighbors = n_neighbors
-        self.n_pcs = n_pcs
+        self._data: dict[str, AnnData] = {m: mdata.mod[m] for m in self.modalities_}
+        self._input_cache: dict[str, sp.csr_matrix] = {}
         self._graph: sp.csr_matrix | None = None
+        self._build_module()
+        # the module starts from the registered cells' standardisation statistics
+        for block, X in zip(self.module.input_blocks, self._registered_inputs(), strict=True):
+            mean, std = standardization_statistics(X)
+            block.feature_mean.copy_(torch.as_tensor(mean))
+            block.feature_std.copy_(torch.as_tensor(std))
+
+    def _build_module(self) -> None:
+        """The module from the hyper-parameters and the input recipes' sizes (statistics are buffers)."""
+        params = self.init_params_["non_kwargs"]
+        sizes = [self.input_transforms_[m].n_features for m in self.modalities_]
         self.module = self._module_cls(
-            feature_means=tuple(mean for mean, _ in statistics),
-            feature_stds=tuple(std for _, std in statistics),
-            n_labels=len(self.cell_types),
-            n_hidden=n_hidden,
-            n_latent=n_latent,
-            margin_scale=margin_scale,
-            cell_type_margin=cell_type_margin,
-            contrastive_weight=contrastive_weight,
+            feature_means=tuple(np.zeros(n, dtype=np.float32) for n in sizes),
+            feature_stds=tuple(np.ones(n, dtype=np.float32) for n in sizes),
+            n_labels=len(self.cell_types_),
+            **{k: params[k] for k in _MODULE_PARAMETERS if k in params},
         )
         features = ", ".join(f"{m}: {t.n_features}" for m, t in self.input_transforms_.items())
         self._model_summary_string = (
-            f"MINNET model; input features {features}; {len(self.cell_types)} cell types; hidden {n_hidden}; "
-            f"latent {n_latent}; margin {margin_scale} x (d + {cell_type_margin}); contrastive weight "
-            f"{contrastive_weight}"
+            f"MINNET model; input features {features}; {len(self.cell_types_)} cell types; hidden "
+            f"{self.module.embedding_head.in_features}; latent {self.module.embedding_head.out_features}; "
+            f"margin {self.module.margin_scale} x (d + {self.module.cell_type_margin}); contrastive weight "
+            f"{self.module.contrastive_weight}"
         )
-        self.init_params_ = self._get_init_params(locals())
+
+    # ------------------------------------------------------------------ model file
+    def _artifact_payload(self) -> dict:
+        return {
+            "hyperparameters": self.init_params_["non_kwargs"],
+            "registry": self.registry_,
+            "state": {
+                "modalities": self.modalities_,
+                "layers": self.layers_,
+                "cell_types": self.cell_types_,
+                "input_transforms": {
+                    m: {
+                        "modality": t.modality,
+                        "feature_names": t.feature_names,
+                        "gene_annotation": t.gene_annotation,
+                        "upstream": t.upstream,
+                    }
+                    for m, t in self.input_transforms_.items()
+                },
+            },
+        }
+
+    def _restore_artifact(self, payload: dict) -> None:
+        state = payload["state"]
+        self.modalities_ = list(state["modalities"])
+        self.layers_ = dict(state["layers"])
+        self.cell_types_ = list(state["cell_types"])
+        self.input_transforms_ = {}
+        for m, recipe in state["input_transforms"].items():
+            annotation = recipe["gene_annotation"]
+            self.input_transforms_[m] = ModalityInput(
+                recipe["modality"],
+                np.asarray(recipe["feature_names"], dtype=object),
+                table_from_plain(annotation) if is_table(annotation) else annotation,
+                recipe["upstream"],
+            )
+        self._data, self._input_cache, self._graph = {}, {}, None
+        self._build_module()
+
+    def _attach_data(self, adata: MuData | AnnData | None) -> None:
+        """Keep data given to :meth:`load` as the model's default data (any feature order)."""
+        self._data = {}
+        if adata is None:
+            return
+        if isinstance(adata, AnnData):
+            overlap = {
+                m: int(adata.var_names.isin(self.input_transforms_[m].feature_names).sum())
+                for m in self.modalities_
+            }
+            best = max(overlap, key=overlap.get)
+            # a gene-activity modality's AnnData holds peaks, not the genes the model reads
+            peak_inputs = [
+                m for m in self.modalities_ if self.input_transforms_[m].gene_annotation is not None
+            ]
+            if overlap[best] == 0 and len(peak_inputs) == 1:
+                best = peak_inputs[0]
+            elif overlap[best] == 0:
+                raise ValueError(
+                    f"cannot tell which of the modalities {self.modalities_} the AnnData holds from its features "
+                    f"(e.g. {list(adata.var_names[:3])}); pass a MuData, e.g. MuData({{'atac': adata}})"
+                )
+            self._data = {best: adata}
+        elif isinstance(adata, MuData):
+            self._data = {m: adata.mod[m] for m in self.modalities_ if m in adata.mod}
+            if not self._data:
+                raise ValueError(
+                    f"the MuData has modalities {list(adata.mod)} but the model has {self.modalities_}"
+                )
+        else:
+            raise TypeError(f"adata must be a MuData or an AnnData, not {type(adata).__name__}")
+        self._adata = adata
 
     @classmethod
     def setup_mudata(
@@ -231,39 +316,47 @@ class MINNET(MINNETOutputsMixin, BaseModelClass):
     @property
     def modalities(self) -> list[str]:
         """The two modalities, reference first."""
-        return list(self.registry_["setup_args"]["modalities"])
+        return list(self.modalities_)
 
     @property
     def cell_types(self) -> np.ndarray:
         """Cell-type names, in the order of the classifier outputs."""
-        return self.adata_manager.get_state_registry(REGISTRY_KEYS.LABELS_KEY).categorical_mapping
+        return np.asarray(self.cell_types_)
 
     def _modality_index(self, modality: str) -> int:
         if modality not in self.modalities:
             raise ValueError(f"unknown modality {modality!r}; the model was trained on {self.modalities}")
         return self.modalities.index(modality)
 
-    def _registered_inputs(self) -> tuple[sp.csr_matrix, sp.csr_matrix]:
-        """Model inputs of the registered cells; recomputed when ``load`` replaced the input recipe."""
-        if self._input_cache is None or self._input_cache[0] is not self.input_transforms_:
-            layers = self.registry_["setup_args"]["layers"]
-            inputs = tuple(
-                self.input_transforms_[m].transform(self.adata.mod[m], layers[m]) for m in self.modalities
+    def _model_inputs(self, modality: str) -> sp.csr_matrix:
+        """Model inputs of the model's own cells of ``modality`` (computed once)."""
+        if modality not in self._input_cache:
+            data = self._data.get(modality)
+            if data is None:
+                raise ValueError(
+                    f"this model holds no {modality!r} data (it was loaded without it); pass adata= "
+                    f"(an AnnData of {modality!r} or a MuData holding it)"
+                )
+            self._input_cache[modality] = self.input_transforms_[modality].transform(
+                data, self.layers_[modality]
             )
-            self._input_cache = (self.input_transforms_, inputs)
-        return self._input_cache[1]
+        return self._input_cache[modality]
+
+    def _registered_inputs(self) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+        """Model inputs of both modalities of the model's cells."""
+        return tuple(self._model_inputs(m) for m in self.modalities)
 
     def _margin_distances(self, max_distance: float | None) -> GraphDistances:
         """Shortest paths on the reference KNN graph, built once per model instance."""
         if self._graph is None:
             batch = None
-            if self.registry_["setup_args"]["batch_key"] is not None:
+            if self.adata_manager.registry["setup_args"]["batch_key"] is not None:
                 batch = self.adata_manager.get_from_registry(REGISTRY_KEYS.BATCH_KEY).ravel()
             self._graph = margin_graph(
                 self._registered_inputs()[0],
                 batch,
-                n_pcs=self.n_pcs,
-                n_neighbors=self.n_neighbors,
+                n_pcs=self.init_params_["non_kwargs"]["n_pcs"],
+                n_neighbors=self.init_params_["non_kwargs"]["n_neighbors"],
                 random_state=0,
             )
         return GraphDistances(self._graph, max_distance=max_distance)
@@ -347,6 +440,11 @@ class MINNET(MINNETOutputsMixin, BaseModelClass):
         >>> model.train(max_epochs=30, batch_size=128)
         >>> model.history["train_loss"].tail(1)
         """
+        if self.adata_manager is None:
+            raise RuntimeError(
+                "this MINNET model was loaded from a file and holds no registered training data; "
+                "train a new model (MINNET.setup_mudata(mdata, ...); MINNET(mdata)) to train"
+            )
         labels = self.adata_manager.get_from_registry(REGISTRY_KEYS.LABELS_KEY).ravel()
         dataset = SiamesePairDataset(
             self._registered_inputs(),

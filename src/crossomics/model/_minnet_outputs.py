@@ -20,9 +20,9 @@ class MINNETOutputsMixin:
         self, modality: str, adata: AnnData | MuData | None, layer: str | None
     ) -> tuple[sp.csr_matrix, pd.Index]:
         """Model inputs of ``modality`` for the registered data or for new data."""
-        index = self._modality_index(modality)
+        self._modality_index(modality)
         if adata is None:
-            return self._registered_inputs()[index], self.adata.mod[modality].obs_names
+            return self._model_inputs(modality), self._data[modality].obs_names
         if isinstance(adata, MuData):
             if modality not in adata.mod:
                 raise ValueError(f"the MuData has no modality {modality!r}; it has {list(adata.mod)}")

@@ -19,16 +19,9 @@ from scvi.train import TrainRunner
 
 from crossomics import pp
 from crossomics._validation import check_counts, check_finite, check_no_empty_cells, get_matrix
+from crossomics.model._artifact import ModelFileMixin, describe_transform, rebuild_transform
 from crossomics.model._sccross_generation import SCCROSSGenerationMixin
-from crossomics.model._sccross_inputs import (
-    feature_alignment,
-    fit_common_gene_features,
-    fit_gene_set_features,
-    fit_projection,
-    fit_reference_graph,
-    infer_kind,
-    pair_rows,
-)
+from crossomics.model._sccross_inputs import feature_alignment, fit_encoder_inputs, infer_kind, pair_rows
 from crossomics.module._sccross import SCCROSSModule
 from crossomics.nn._likelihoods import COUNT_LIKELIHOODS, LIKELIHOODS
 from crossomics.nn._transforms import to_torch_rows
@@ -38,6 +31,18 @@ from crossomics.train._sccross_plan import SCCROSSTrainingPlan
 logger = logging.getLogger(__name__)
 
 _KINDS = ("rna", "atac", "protein")
+_MODULE_PARAMETERS = (
+    "n_latent",
+    "n_hidden",
+    "n_layers",
+    "dropout",
+    "lambda_adversarial",
+    "lambda_mnn",
+    "lambda_pairs",
+    "lambda_translation",
+    "mnn_similarity",
+)
+_TRANSFORM_GROUPS = ("projection", "graph", "gene_sets", "common_genes")
 _RESERVED = ("pairs",)
 
 
@@ -53,7 +58,7 @@ def _per_modality(value, modalities: Sequence[str], name: str, default=None) -> 
     return dict.fromkeys(modalities, value if value is not None else default)
 
 
-class SCCROSS(SCCROSSGenerationMixin, BaseModelClass):
+class SCCROSS(ModelFileMixin, SCCROSSGenerationMixin, BaseModelClass):
     """scCross: integration, cross-modal generation, simulation and perturbation of K >= 2 modalities.
 
     Each modality has a VAE whose encoder input is a fixed projection of its counts (PCA for
@@ -131,7 +136,6 @@ class SCCROSS(SCCROSSGenerationMixin, BaseModelClass):
 
     _module_cls = SCCROSSModule
     _training_plan_cls = SCCROSSTrainingPlan
-    _skip_fitting = False
 
     def __init__(
         self,
@@ -155,87 +159,90 @@ class SCCROSS(SCCROSSGenerationMixin, BaseModelClass):
         prior_kwargs: dict | None = None,
     ):
         super().__init__(mdata)
+        self.init_params_ = self._get_init_params(locals())
         setup = self.adata_manager.registry["setup_args"]
-        self.modalities_: list[str] = list(setup["modalities"])
-        self.likelihoods_: dict[str, str] = dict(setup["likelihoods"])
-        self.kinds_: dict[str, str] = dict(setup["kinds"])
-        self.feature_names_ = {m: mdata.mod[m].var_names.copy() for m in self.modalities_}
-        self.batch_categories_ = {
-            m: list(self.adata_manager.get_state_registry(batch_key(m))["categorical_mapping"])
-            for m in self.modalities_
-        }
+        self._set_data_description(
+            modalities=setup["modalities"],
+            likelihoods=setup["likelihoods"],
+            kinds=setup["kinds"],
+            layers=setup["layers"],
+            batch_keys=setup["batch_keys"],
+            feature_names={m: mdata.mod[m].var_names for m in setup["modalities"]},
+            batch_categories={
+                m: list(self.adata_manager.get_state_registry(batch_key(m))["categorical_mapping"])
+                for m in setup["modalities"]
+            },
+        )
         seed = settings.seed or 0
-        sets = gene_sets
-        if isinstance(gene_sets, str):
-            if gene_sets != "go_bp":
-                raise ValueError(f"gene_sets={gene_sets!r}; pass 'go_bp', a {{name: genes}} mapping or None")
-            from crossomics.datasets import go_biological_process
-
-            sets = go_biological_process()
-        annotation = setup["gene_annotation"]
-        projections, graphs, gene_set_features, matrices = {}, {}, {}, {}
+        matrices = {}
         for m in self.modalities_:
             X = self.adata_manager.get_from_registry(data_key(m))
-            X = matrices[m] = sp.csr_matrix(X) if sp.issparse(X) else np.asarray(X)
-            projections[m] = fit_projection(self.kinds_[m], self.likelihoods_[m], X, n_components, seed)
-            graphs[m] = fit_reference_graph(
-                projections[m], X, n_graph_neighbors, graph_self_weight, n_graph_reference, seed
-            )
-            gene_set_features[m] = fit_gene_set_features(
-                self.kinds_[m], mdata.mod[m], X, sets, annotation, n_gene_set_components, seed
-            )
-        common_gene_inputs = None
-        if common_gene_features:
-            common_gene_inputs = fit_common_gene_features(
-                mdata,
-                self.modalities_,
-                {m: self.adata_manager.get_from_registry(data_key(m)) for m in self.modalities_},
-                n_components,
-                seed,
-                kinds=self.kinds_,
-                gene_annotation=annotation,
-                protein_to_gene=setup["protein_to_gene"],
-                layers=setup["layers"],
-            )
+            matrices[m] = sp.csr_matrix(X) if sp.issparse(X) else np.asarray(X)
+        transforms = fit_encoder_inputs(
+            mdata,
+            matrices,
+            self.kinds_,
+            self.likelihoods_,
+            seed=seed,
+            n_components=n_components,
+            n_graph_neighbors=n_graph_neighbors,
+            graph_self_weight=graph_self_weight,
+            n_graph_reference=n_graph_reference,
+            gene_sets=gene_sets,
+            n_gene_set_components=n_gene_set_components,
+            common_gene_features=common_gene_features,
+            gene_annotation=setup["gene_annotation"],
+            protein_to_gene=setup["protein_to_gene"],
+            layers=setup["layers"],
+        )
+        self._build_module(transforms)
+        for m in self.modalities_:
+            # decoders start at the data's marginal (see BatchAffineLikelihood.initialize_from_data)
+            self.module.likelihood[m].initialize_from_data(matrices[m])
+        self.library_sizes_ = {m: np.asarray(matrices[m].sum(1)).ravel() for m in self.modalities_}
+        self.mnn_prior_: dict[str, np.ndarray] | None = pp.mnn_prior(
+            mdata,
+            self.modalities_,
+            kinds=self.kinds_,
+            gene_annotation=setup["gene_annotation"],
+            protein_to_gene=setup["protein_to_gene"],
+            layers=setup["layers"],
+            random_state=seed,
+            **{"n_comps": 20, "n_metacells": "auto", **(prior_kwargs or {})},
+        )
+        self.n_pairs_: dict[str, int] | None = None
+        self._data = {m: mdata.mod[m] for m in self.modalities_}
+
+    def _set_data_description(
+        self, modalities, likelihoods, kinds, layers, batch_keys, feature_names, batch_categories
+    ) -> None:
+        """What the model knows about its data: names, kinds, layers, features and batches."""
+        self.modalities_: list[str] = list(modalities)
+        self.likelihoods_: dict[str, str] = dict(likelihoods)
+        self.kinds_: dict[str, str] = dict(kinds)
+        self.layers_: dict[str, str | None] = dict(layers)
+        self.batch_keys_: dict[str, str | None] = dict(batch_keys)
+        self.feature_names_: dict[str, pd.Index] = {m: pd.Index(feature_names[m]) for m in self.modalities_}
+        self.batch_categories_: dict[str, list] = {m: list(batch_categories[m]) for m in self.modalities_}
+
+    def _build_module(self, transforms: dict[str, dict[str, torch.nn.Module]]) -> None:
+        """The module, from the hyper-parameters, the data description and the fixed transforms."""
+        params = self.init_params_["non_kwargs"]
         self.module = self._module_cls(
             modalities=self.modalities_,
             n_features={m: len(self.feature_names_[m]) for m in self.modalities_},
             n_batches={m: len(self.batch_categories_[m]) for m in self.modalities_},
             likelihoods=self.likelihoods_,
-            projections=projections,
-            graph_convolutions=graphs,
-            gene_set_features=gene_set_features,
-            common_gene_features=common_gene_inputs,
-            n_latent=n_latent,
-            n_hidden=n_hidden,
-            n_layers=n_layers,
-            dropout=dropout,
-            lambda_adversarial=lambda_adversarial,
-            lambda_mnn=lambda_mnn,
-            lambda_pairs=lambda_pairs,
-            lambda_translation=lambda_translation,
-            mnn_similarity=mnn_similarity,
+            projections=transforms["projection"],
+            graph_convolutions=transforms["graph"],
+            gene_set_features={m: transforms["gene_sets"].get(m) for m in self.modalities_},
+            common_gene_features=transforms["common_genes"] or None,
+            **{k: params[k] for k in _MODULE_PARAMETERS if k in params},
         )
-        for m in self.modalities_:
-            # decoders start at the data's marginal (see BatchAffineLikelihood.initialize_from_data)
-            self.module.likelihood[m].initialize_from_data(matrices[m])
-        self.mnn_prior_: dict[str, np.ndarray] | None = None
-        if not type(self)._skip_fitting:
-            self.mnn_prior_ = pp.mnn_prior(
-                mdata,
-                self.modalities_,
-                kinds=self.kinds_,
-                gene_annotation=annotation,
-                protein_to_gene=setup["protein_to_gene"],
-                layers=setup["layers"],
-                random_state=seed,
-                **{"n_comps": 20, "n_metacells": "auto", **(prior_kwargs or {})},
-            )
         self._model_summary_string = (
-            f"SCCROSS: modalities={self.modalities_}, likelihoods={self.likelihoods_}, n_latent={n_latent}, "
-            f"gene-set features={[m for m in self.modalities_ if gene_set_features[m] is not None]}"
+            f"SCCROSS: modalities={self.modalities_}, likelihoods={self.likelihoods_}, "
+            f"n_latent={self.module.n_latent}, gene-set features={list(transforms['gene_sets'])}"
         )
-        self.init_params_ = self._get_init_params(locals())
 
     # ------------------------------------------------------------------ setup
     @classmethod
@@ -401,9 +408,14 @@ class SCCROSS(SCCROSSGenerationMixin, BaseModelClass):
             pretrain_epochs = int(round(0.4 * max_epochs))
         if not 0 <= pretrain_epochs <= max_epochs:
             raise ValueError(f"pretrain_epochs={pretrain_epochs} must lie in [0, max_epochs={max_epochs}]")
+        if self.adata_manager is None:
+            raise RuntimeError(
+                "this SCCROSS model was loaded from a file and holds no registered training data; "
+                "train a new model (SCCROSS.setup_mudata(mdata, ...); SCCROSS(mdata)) to train"
+            )
         mdata = self.adata
         if self.mnn_prior_ is None:
-            raise RuntimeError("this model has no MNN prior (it was loaded without training data state)")
+            raise RuntimeError("this model has no MNN prior; construct it with SCCROSS(mdata) to fit one")
         rows = {m: np.arange(mdata.mod[m].n_obs) for m in self.modalities_}
         pairs = pair_rows({m: np.asarray(mdata.obsmap[m]) for m in self.modalities_}, self.modalities_)
         data_module = MultiModalDataModule(
@@ -438,70 +450,153 @@ class SCCROSS(SCCROSSGenerationMixin, BaseModelClass):
         self.n_pairs_ = {f"{h}:{j}": len(r[0]) for (h, j), r in pairs.items()}
         return runner()
 
-    @classmethod
-    def load(cls, dir_path: str, adata: MuData | None = None, **kwargs):
-        """Load a saved model; the fitted transforms, prior and weights come from the file.
+    # ------------------------------------------------------------------ model file
+    def _artifact_payload(self) -> dict:
+        prior = None
+        if self.mnn_prior_ is not None:
+            prior = {m: torch.as_tensor(np.asarray(self.mnn_prior_[m])) for m in self.modalities_}
+        return {
+            "hyperparameters": self.init_params_["non_kwargs"],
+            "registry": self.registry_,
+            "state": {
+                "modalities": self.modalities_,
+                "likelihoods": self.likelihoods_,
+                "kinds": self.kinds_,
+                "layers": self.layers_,
+                "batch_keys": self.batch_keys_,
+                "feature_names": self.feature_names_,
+                "batch_categories": self.batch_categories_,
+                "library_sizes": {m: torch.as_tensor(v) for m, v in self.library_sizes_.items()},
+                "mnn_prior": prior,
+                "n_pairs": self.n_pairs_,
+            },
+            "transforms": {
+                group: {m: describe_transform(t) for m, t in getattr(self.module, group).items()}
+                for group in _TRANSFORM_GROUPS
+            },
+        }
 
-        See :meth:`scvi.model.base.BaseModelClass.load` for the arguments.
-        """
-        cls._skip_fitting = True
-        try:
-            return super().load(dir_path, adata=adata, **kwargs)
-        finally:
-            cls._skip_fitting = False
+    def _restore_artifact(self, payload: dict) -> None:
+        state = payload["state"]
+        self._set_data_description(
+            modalities=state["modalities"],
+            likelihoods=state["likelihoods"],
+            kinds=state["kinds"],
+            layers=state["layers"],
+            batch_keys=state["batch_keys"],
+            feature_names=state["feature_names"],
+            batch_categories=state["batch_categories"],
+        )
+        transforms = {
+            group: {m: rebuild_transform(d) for m, d in payload["transforms"][group].items()}
+            for group in _TRANSFORM_GROUPS
+        }
+        self._build_module(transforms)
+        self.library_sizes_ = {m: v.numpy() for m, v in state["library_sizes"].items()}
+        prior = state["mnn_prior"]
+        self.mnn_prior_ = None if prior is None else {m: v.numpy() for m, v in prior.items()}
+        self.n_pairs_ = state["n_pairs"]
+
+    def _attach_data(self, adata: MuData | AnnData | None) -> None:
+        """Keep query data given to :meth:`load` as the default data, checked against the model."""
+        self._data = {}
+        if adata is None:
+            return
+        if isinstance(adata, MuData):
+            present = [m for m in self.modalities_ if m in adata.mod]
+            if not present:
+                raise ValueError(
+                    f"the MuData has modalities {list(adata.mod)} but the model has {self.modalities_}; "
+                    "pass data of at least one of the model's modalities"
+                )
+            data = {m: adata.mod[m] for m in present}
+        elif isinstance(adata, AnnData):
+            data = {self._modality_of(adata): adata}
+        else:
+            raise TypeError(f"adata must be a MuData or an AnnData, not {type(adata).__name__}")
+        for m, modality_data in data.items():
+            self._aligned_matrix(m, modality_data, f"modality {m!r} of the data passed to load")
+        self._data = data
+        self._adata = adata
+
+    def _modality_of(self, adata: AnnData) -> str:
+        """The model modality whose features an AnnData holds (the largest name overlap)."""
+        overlap = {m: int(adata.var_names.isin(self.feature_names_[m]).sum()) for m in self.modalities_}
+        best = max(overlap, key=overlap.get)
+        if overlap[best] == 0:
+            raise ValueError(
+                f"none of the AnnData's {adata.n_vars} features (e.g. {list(adata.var_names[:3])}) is a "
+                f"feature of the model's modalities {self.modalities_}; pass data of one of them, or a "
+                "MuData whose .mod names the modality"
+            )
+        return best
 
     # ------------------------------------------------------------------ data access
     def _check_modality(self, modality: str) -> None:
         if modality not in self.modalities_:
             raise ValueError(f"unknown modality {modality!r}; this model has {self.modalities_}")
 
+    def _data_of(self, modality: str, adata: AnnData | MuData | None = None) -> AnnData:
+        """The AnnData of ``modality``: from ``adata`` (AnnData or MuData), else the model's data."""
+        if adata is None:
+            data = self._data.get(modality)
+            if data is None:
+                raise ValueError(
+                    f"this model holds no {modality!r} data (it was loaded without it); pass adata= "
+                    f"(an AnnData of {modality!r} or a MuData holding it)"
+                )
+            return data
+        if isinstance(adata, MuData):
+            if modality not in adata.mod:
+                raise ValueError(f"the MuData has no modality {modality!r}; it has {list(adata.mod)}")
+            return adata.mod[modality]
+        return adata
+
+    def _aligned_matrix(self, modality: str, adata: AnnData, where: str):
+        """Data of ``adata`` in the model's feature order (by name), checked, and batch codes.
+
+        Batches unseen in training fall back to the first training batch (only decoders use
+        batches).
+        """
+        X = get_matrix(adata, self.layers_[modality], name=where)
+        order = feature_alignment(self.feature_names_[modality], adata.var_names, where, modality)
+        if order is not None:
+            X = X[:, order]
+        check_finite(X, where)
+        if self.likelihoods_[modality] in COUNT_LIKELIHOODS:
+            check_counts(
+                X, where, hint=f"; the model's {self.likelihoods_[modality]!r} likelihood needs raw counts"
+            )
+            check_no_empty_cells(X, where)
+        key = self.batch_keys_[modality]
+        categories = pd.Index(self.batch_categories_[modality]).astype(str)
+        if key is not None and key in adata.obs:
+            codes = categories.get_indexer(adata.obs[key].astype(str))
+            if (codes < 0).any():
+                logger.warning("query batches not seen in training are decoded as batch %r", categories[0])
+            codes = np.where(codes < 0, 0, codes)
+        else:
+            codes = np.zeros(adata.n_obs, dtype=np.int64)
+        return X, codes
+
     def _modality_data(
-        self, modality: str, adata: AnnData | None = None, indices: Sequence[int] | None = None
+        self, modality: str, adata: AnnData | MuData | None = None, indices: Sequence[int] | None = None
     ) -> tuple[sp.csr_matrix | np.ndarray, AnnData, np.ndarray]:
         """Data matrix (training feature order), the AnnData it came from and batch codes.
 
-        ``adata=None`` uses the registered modality; a query AnnData must have the training
-        features (any order) in the registered layer. Batches unseen in training fall back to
-        the first training batch (only decoders use batches).
+        ``adata=None`` uses the model's data (registered at construction, or given to
+        :meth:`load`); a query AnnData (or MuData holding the modality) must have the training
+        features, in any order, in the registered layer.
         """
         self._check_modality(modality)
-        layer = self.adata_manager.registry["setup_args"]["layers"][modality]
-        key = self.adata_manager.registry["setup_args"]["batch_keys"][modality]
-        if adata is None:
+        if adata is None and self.adata_manager is not None:
             source = self.adata.mod[modality]
             X = self.adata_manager.get_from_registry(data_key(modality))
             codes = np.asarray(self.adata_manager.get_from_registry(batch_key(modality))).ravel()
         else:
-            if isinstance(adata, MuData):
-                raise ValueError(
-                    f"pass the {modality!r} AnnData (e.g. mdata.mod[{modality!r}]), not a MuData"
-                )
-            source = adata
-            X = get_matrix(adata, layer, name=f"query {modality!r} data")
-            order = feature_alignment(
-                self.feature_names_[modality], adata.var_names, f"query {modality!r} data"
-            )
-            if order is not None:
-                X = X[:, order]
-            where = f"query {modality!r} data"
-            check_finite(X, where)
-            if self.likelihoods_[modality] in COUNT_LIKELIHOODS:
-                check_counts(
-                    X,
-                    where,
-                    hint=f"; the model's {self.likelihoods_[modality]!r} likelihood needs raw counts",
-                )
-                check_no_empty_cells(X, where)
-            categories = pd.Index(self.batch_categories_[modality])
-            if key is not None and key in adata.obs:
-                codes = categories.get_indexer(adata.obs[key].astype(str))
-                if (codes < 0).any():
-                    logger.warning(
-                        "query batches not seen in training are decoded as batch %r", categories[0]
-                    )
-                codes = np.where(codes < 0, 0, codes)
-            else:
-                codes = np.zeros(adata.n_obs, dtype=np.int64)
+            source = self._data_of(modality, adata)
+            where = f"query {modality!r} data" if adata is not None else f"the model's {modality!r} data"
+            X, codes = self._aligned_matrix(modality, source, where)
         X = sp.csr_matrix(X) if sp.issparse(X) else np.asarray(X)
         if indices is not None:
             indices = np.asarray(indices)
@@ -522,7 +617,7 @@ class SCCROSS(SCCROSSGenerationMixin, BaseModelClass):
     def get_latent_representation(
         self,
         modality: str,
-        adata: AnnData | None = None,
+        adata: AnnData | MuData | None = None,
         indices: Sequence[int] | None = None,
         give_mean: bool = True,
         batch_size: int | None = None,
@@ -534,8 +629,10 @@ class SCCROSS(SCCROSSGenerationMixin, BaseModelClass):
         modality
             Which modality's encoder to use.
         adata
-            ``None`` for the registered cells (rows of ``mdata.mod[modality]``), or a query
-            AnnData of that modality with the training features (through the stored transform).
+            ``None`` for the model's cells (rows of ``mdata.mod[modality]``, or of the data
+            given to :meth:`load`), or query data of that modality: an AnnData, or a MuData
+            holding it, with the training features in any order (matched by name, through the
+            stored transform).
         indices
             Subset of rows.
         give_mean

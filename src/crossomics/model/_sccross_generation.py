@@ -44,8 +44,7 @@ class SCCROSSGenerationMixin:
             raise ValueError(f"library_size={library_size!r}; pass a number or None")
         if source_library is not None:
             return np.asarray(source_library, dtype=np.float32)
-        X = self.adata_manager.get_from_registry(f"X_{target}")
-        return np.full(n_cells, float(np.median(np.asarray(X.sum(1)).ravel())), dtype=np.float32)
+        return np.full(n_cells, float(np.median(self.library_sizes_[target])), dtype=np.float32)
 
     def _decode_to_output(
         self, target: str, z: torch.Tensor, batch, library, output: str, generator
@@ -167,7 +166,10 @@ class SCCROSSGenerationMixin:
             stacked = np.zeros((0, len(self.feature_names_[target])), np.float32)
         stacked = stacked.astype(np.float32, copy=False)
         X = sp.csr_matrix(stacked) if output == "counts" else stacked
-        var = self.adata.mod[target].var.copy()
+        names = self.feature_names_[target]
+        data = self._data.get(target)
+        # the model's feature order, annotated from its data (any order) when it has some
+        var = data.var.reindex(names) if data is not None else pd.DataFrame(index=names)
         var = var[[c for c in var.columns if not str(c).startswith("_scvi")]]
         return AnnData(
             X=X, obs=obs, var=var, uns={"sccross_generation": {"target": target, "output": output, **extra}}
@@ -197,7 +199,7 @@ class SCCROSSGenerationMixin:
         self,
         source: str,
         target: str,
-        adata: AnnData | None = None,
+        adata: AnnData | MuData | None = None,
         indices: Sequence[int] | None = None,
         n_samples: int = 1,
         library_size: float | None = None,
@@ -218,8 +220,9 @@ class SCCROSSGenerationMixin:
         source, target
             Modality names.
         adata
-            Query AnnData of the source modality (training features, any order); ``None`` uses the
-            registered source cells.
+            Query data of the source modality: an AnnData or a MuData holding it (training
+            features, any order). ``None`` uses the model's source cells (registered, or given
+            to :meth:`load`).
         indices
             Subset of source rows.
         n_samples
@@ -319,6 +322,7 @@ class SCCROSSGenerationMixin:
         seed: int = 0,
         batch_size: int | None = None,
         posterior_from: str | Sequence[str] | None = None,
+        mdata: MuData | None = None,
     ) -> MuData:
         """Simulate matched multi-omics cells of one population (paper eq. 15-16, Fig. 5).
 
@@ -355,6 +359,9 @@ class SCCROSSGenerationMixin:
             Cells per forward pass (default 1,024).
         posterior_from
             Modalities whose encodings of the group's cells form the mixture (default: all).
+        mdata
+            Cells that define the population (their modalities' features in any order);
+            default: the model's data. A model loaded without data needs it.
 
         Returns
         -------
@@ -381,15 +388,22 @@ class SCCROSSGenerationMixin:
         self.module.eval()
         means, log_vars, libraries = [], [], {}
         found_column = False
+        available = list(mdata.mod) if mdata is not None else list(self._data)
+        if not any(m in available for m in self.modalities_):
+            raise ValueError(
+                "this model holds no data (it was loaded without it); pass mdata= with the cells to simulate from"
+            )
         for m in self.modalities_:
-            adata = self.adata.mod[m]
+            if m not in available:
+                continue
+            adata = self._data_of(m, mdata)
             if groupby not in adata.obs:
                 continue
             found_column = True
             rows = np.flatnonzero(adata.obs[groupby].astype(str).to_numpy() == str(group))
             if not len(rows) or (m not in posterior_from and m not in modalities):
                 continue
-            X, _, _ = self._modality_data(m, None, rows)
+            X, _, _ = self._modality_data(m, mdata, rows)
             libraries[m] = np.asarray(X.sum(1)).ravel()
             if m not in posterior_from:
                 continue
@@ -414,7 +428,7 @@ class SCCROSSGenerationMixin:
         for m in modalities:
             observed = libraries.get(m)
             if observed is None:
-                observed = np.asarray(self.adata_manager.get_from_registry(f"X_{m}").sum(1)).ravel()
+                observed = self.library_sizes_[m]
             library = torch.as_tensor(rng.choice(observed, n_cells).astype(np.float32), device=z.device)
             batch = torch.zeros(n_cells, dtype=torch.long, device=z.device)
             step = batch_size or 1024
@@ -445,6 +459,7 @@ class SCCROSSGenerationMixin:
         max_cells: int | None = 1000,
         batch_size: int | None = None,
         seed: int = 0,
+        adata: AnnData | MuData | None = None,
     ):
         """In-silico perturbation scores (paper Fig. 6): which genes move cells toward a reference.
 
@@ -482,6 +497,9 @@ class SCCROSSGenerationMixin:
         batch_size
             Perturbed cell profiles encoded per forward pass (default: as many as fit in about
             32 million matrix entries, i.e. 128 MB of float32).
+        adata
+            Cells to perturb and reference cells: an AnnData of ``modality`` or a MuData
+            holding it (features in any order); default: the model's data.
 
         Returns
         -------
@@ -503,7 +521,8 @@ class SCCROSSGenerationMixin:
             raise ValueError("pass groupby=, perturb_group= and reference_group=")
         if target is not None:
             self._check_modality(target)
-        adata = self.adata.mod[modality]
+        query = adata
+        adata = self._data_of(modality, query)
         labels = _obs_values(adata, groupby, f"mdata.mod[{modality!r}]")
         for name in (perturb_group, reference_group):
             if name not in set(labels):
@@ -521,9 +540,10 @@ class SCCROSSGenerationMixin:
         reference_rows = np.flatnonzero(labels.to_numpy() == str(reference_group))
         self.module.eval()
         reference_direction = F.normalize(
-            torch.as_tensor(self.get_latent_representation(modality, indices=reference_rows)), dim=-1
+            torch.as_tensor(self.get_latent_representation(modality, adata=query, indices=reference_rows)),
+            dim=-1,
         ).mean(0)
-        X, _, _ = self._modality_data(modality, None, perturb_rows)
+        X, _, _ = self._modality_data(modality, query, perturb_rows)
         x = torch.as_tensor(X.toarray() if sp.issparse(X) else np.asarray(X), dtype=torch.float32)
         x = x.to(self.device)
         reference_direction = reference_direction.to(self.device)

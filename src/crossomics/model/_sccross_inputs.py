@@ -15,21 +15,73 @@ import torch
 from anndata import AnnData
 
 from crossomics import pp
-from crossomics.nn._common_genes import CommonGeneProjection
 from crossomics.nn._likelihoods import COUNT_LIKELIHOODS
-from crossomics.nn._transforms import (
-    GeneSetScores,
-    LogNormalizedPCA,
-    ReferenceGraphConvolution,
-    StandardizedPCA,
-    TfidfLSI,
-    to_torch_rows,
-)
-from crossomics.pp._input_transforms import top_right_singular_vectors
+from crossomics.nn._transforms import GeneSetScores, ReferenceGraphConvolution, to_torch_rows
+from crossomics.pp._common_gene_space import CommonGeneProjection
+from crossomics.pp._input_transforms import StandardizedPCA, top_right_singular_vectors
 
 logger = logging.getLogger(__name__)
 
 _RNA, _ATAC, _PROTEIN = "rna", "atac", "protein"
+
+
+def fit_encoder_inputs(
+    mdata,
+    matrices: dict,
+    kinds: dict[str, str],
+    likelihoods: dict[str, str],
+    seed: int,
+    n_components: int,
+    n_graph_neighbors: int,
+    graph_self_weight: float,
+    n_graph_reference: int,
+    gene_sets,
+    n_gene_set_components: int,
+    common_gene_features: bool,
+    gene_annotation,
+    protein_to_gene,
+    layers,
+) -> dict[str, dict[str, torch.nn.Module]]:
+    """Fit every fixed first-layer transform of the SCCROSS encoders from the training data.
+
+    Returns ``{"projection": {m: ...}, "graph": {m: ...}, "gene_sets": {m: ...},
+    "common_genes": {m: ...}}``; modalities without gene-set features are left out of
+    ``"gene_sets"``, and ``"common_genes"`` is empty unless ``common_gene_features``. These
+    modules hold all the fitted state of the encoder input (buffers plus plain attributes).
+    """
+    sets = gene_sets
+    if isinstance(gene_sets, str):
+        if gene_sets != "go_bp":
+            raise ValueError(f"gene_sets={gene_sets!r}; pass 'go_bp', a {{name: genes}} mapping or None")
+        from crossomics.datasets import go_biological_process
+
+        sets = go_biological_process()
+    transforms = {"projection": {}, "graph": {}, "gene_sets": {}, "common_genes": {}}
+    for m, X in matrices.items():
+        projection = transforms["projection"][m] = fit_projection(
+            kinds[m], likelihoods[m], X, n_components, seed
+        )
+        transforms["graph"][m] = fit_reference_graph(
+            projection, X, n_graph_neighbors, graph_self_weight, n_graph_reference, seed
+        )
+        scores = fit_gene_set_features(
+            kinds[m], mdata.mod[m], X, sets, gene_annotation, n_gene_set_components, seed
+        )
+        if scores is not None:
+            transforms["gene_sets"][m] = scores
+    if common_gene_features:
+        transforms["common_genes"] = fit_common_gene_features(
+            mdata,
+            list(matrices),
+            matrices,
+            n_components,
+            seed,
+            kinds=kinds,
+            gene_annotation=gene_annotation,
+            protein_to_gene=protein_to_gene,
+            layers=layers,
+        )
+    return transforms
 
 
 def fit_projection(kind: str, likelihood: str, X, n_components: int, seed: int):
@@ -38,10 +90,8 @@ def fit_projection(kind: str, likelihood: str, X, n_components: int, seed: int):
     n_components = int(min(n_components, X.shape[1] - 1, X.shape[0] - 1))
     if likelihood in COUNT_LIKELIHOODS or likelihood == "nb":
         if kind == _ATAC:
-            fit = pp.fit_lsi(X, n_components=n_components, random_state=seed)
-            return TfidfLSI(fit.components, fit.idf, fit.component_mean, fit.component_std, fit.scale)
-        fit = pp.fit_pca(X, n_components=n_components, random_state=seed)
-        return LogNormalizedPCA(fit.components, fit.mean, fit.std, fit.target_sum, fit.clip_value)
+            return pp.fit_lsi(X, n_components=n_components, random_state=seed).module()
+        return pp.fit_pca(X, n_components=n_components, random_state=seed).module()
     return StandardizedPCA.fit(X, n_components, seed)
 
 
@@ -101,7 +151,7 @@ def fit_gene_set_features(
 def fit_common_gene_features(
     mdata, modalities, matrices: dict, n_components: int, seed: int, **view_kwargs
 ) -> dict[str, CommonGeneProjection]:
-    """Per-modality :class:`~crossomics.nn.CommonGeneProjection` onto one fitted joint PCA.
+    """Per-modality :class:`~crossomics.pp._common_gene_space.CommonGeneProjection` onto one fitted joint PCA.
 
     ``matrices`` holds each modality's registered data; ``view_kwargs`` are the arguments of
     :func:`crossomics.pp.fit_common_gene_space` (kinds, annotation, protein mapping, layers).
@@ -111,9 +161,9 @@ def fit_common_gene_features(
     )
     features = {}
     for m in modalities:
-        unscaled = CommonGeneProjection.from_space(space, m)
+        unscaled = space.module(m)
         std = _apply_in_chunks(unscaled, matrices[m]).std(0)
-        features[m] = CommonGeneProjection.from_space(space, m, output_std=np.maximum(std, 1e-6))
+        features[m] = space.module(m, output_std=np.maximum(std, 1e-6))
     return features
 
 
@@ -156,15 +206,32 @@ def pair_rows(
     return pairs
 
 
-def feature_alignment(reference: pd.Index, query: pd.Index, name: str) -> np.ndarray | None:
-    """Column order that maps ``query`` features onto the training features (``None`` if identical)."""
+def feature_alignment(reference: pd.Index, query: pd.Index, name: str, modality: str) -> np.ndarray | None:
+    """Column order that maps ``query`` features onto the training features by name.
+
+    ``None`` when they are identical in order. Features may come in any order; missing,
+    extra or duplicated features are an error that names their counts and examples.
+    """
     if reference.equals(query):
         return None
-    missing = reference.difference(query)
-    if len(missing) or len(query) != len(reference):
+    if not query.is_unique:
+        duplicated = list(query[query.duplicated()].unique()[:3])
         raise ValueError(
-            f"{name} has different features from the training data: {len(missing)} of "
-            f"{len(reference)} training features are missing (e.g. {list(missing[:3])}) and it has "
-            f"{len(query)} features; subset or reorder it to the training var_names"
+            f"{name} has duplicated feature names (e.g. {duplicated}); call adata.var_names_make_unique() "
+            f"or drop the duplicates, then pass the model's {len(reference)} {modality!r} features"
+        )
+    missing = reference.difference(query, sort=False)
+    extra = query.difference(reference, sort=False)
+    if len(missing) or len(extra):
+
+        def examples(names: pd.Index) -> str:
+            return f" (e.g. {list(names[:3])})" if len(names) else ""
+
+        raise ValueError(
+            f"{name} has different features from the model: {len(missing)} of the model's "
+            f"{len(reference)} {modality!r} features are missing{examples(missing)} and "
+            f"{len(extra)} of its {len(query)} features are not the model's{examples(extra)}. "
+            "Features are matched by name in any order; pass exactly the model's features, e.g. "
+            f"adata[:, model.feature_names_[{modality!r}]] after adding any missing ones"
         )
     return query.get_indexer(reference)

@@ -83,71 +83,6 @@ def _cached(owner: nn.Module, name: str, sources: tuple[torch.Tensor, ...], buil
     return cached[1]
 
 
-class LogNormalizedPCA(nn.Module):
-    """``standardise(log1p(x / total * target_sum)) @ components.T`` with clipping.
-
-    Matches :class:`crossomics.pp.PCATransform.transform` numerically.
-    """
-
-    def __init__(self, components, feature_mean, feature_std, target_sum: float = 1e4, clip: float = 10.0):
-        super().__init__()
-        self.register_buffer("components", _buffer(components))
-        self.register_buffer("feature_mean", _buffer(feature_mean))
-        self.register_buffer("feature_std", _buffer(feature_std))
-        self.target_sum = float(target_sum)
-        self.clip = float(clip)
-
-    @property
-    def n_output(self) -> int:
-        return self.components.shape[0]
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Dense ``x``, or a CSR ``x`` (inference): zeros standardise to a per-feature constant."""
-        if _is_csr(x):
-            rows, cols, values, totals = _csr_entries(x)
-            logged = torch.log1p(values / totals[rows].clamp_min(_TOTAL_FLOOR) * self.target_sum)
-            zero_scaled = (-self.feature_mean / self.feature_std).clamp(-self.clip, self.clip)
-            scaled = ((logged - self.feature_mean[cols]) / self.feature_std[cols]).clamp(
-                -self.clip, self.clip
-            )
-            change = torch.sparse.mm(_csr_like(x, scaled - zero_scaled[cols]), self.components.T)
-            return change + zero_scaled @ self.components.T
-        total = x.sum(-1, keepdim=True).clamp_min(_TOTAL_FLOOR)
-        logged = torch.log1p(x / total * self.target_sum)
-        scaled = ((logged - self.feature_mean) / self.feature_std).clamp(-self.clip, self.clip)
-        return scaled @ self.components.T
-
-
-class TfidfLSI(nn.Module):
-    """LSI: ``standardise(log1p(x / total * idf * scale) @ components.T)``.
-
-    Matches :class:`crossomics.pp.LSITransform.transform` numerically.
-    """
-
-    def __init__(self, components, idf, output_mean, output_std, scale: float = 1e4):
-        super().__init__()
-        self.register_buffer("components", _buffer(components))
-        self.register_buffer("idf", _buffer(idf))
-        self.register_buffer("output_mean", _buffer(output_mean))
-        self.register_buffer("output_std", _buffer(output_std))
-        self.scale = float(scale)
-
-    @property
-    def n_output(self) -> int:
-        return self.components.shape[0]
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Dense ``x``, or a CSR ``x`` (inference): TF-IDF keeps zeros at zero."""
-        if _is_csr(x):
-            rows, cols, values, totals = _csr_entries(x)
-            tfidf = torch.log1p(values / totals[rows].clamp_min(_TOTAL_FLOOR) * self.idf[cols] * self.scale)
-            projected = torch.sparse.mm(_csr_like(x, tfidf), self.components.T)
-        else:
-            total = x.sum(-1, keepdim=True).clamp_min(_TOTAL_FLOOR)
-            projected = torch.log1p(x / total * self.idf * self.scale) @ self.components.T
-        return (projected - self.output_mean) / self.output_std
-
-
 class SparseLinearMap(nn.Module):
     """Multiplication by a fixed sparse matrix (features x outputs), kept as CSR buffers.
 
@@ -290,35 +225,3 @@ class ReferenceGraphConvolution(nn.Module):
 
     def forward(self, p: torch.Tensor) -> torch.Tensor:
         return self.mix(p, self.neighbour_mean(p))
-
-
-class StandardizedPCA(nn.Module):
-    """``clip((x - mean) / std) @ components.T`` for continuous (already normalised) data."""
-
-    def __init__(self, components, feature_mean, feature_std, clip: float = 10.0):
-        super().__init__()
-        self.register_buffer("components", _buffer(components))
-        self.register_buffer("feature_mean", _buffer(feature_mean))
-        self.register_buffer("feature_std", _buffer(feature_std))
-        self.clip = float(clip)
-
-    @classmethod
-    def fit(cls, X, n_components: int, seed: int = 0) -> StandardizedPCA:
-        """Fit means, standard deviations and the top principal axes of ``X``."""
-        from crossomics.pp._input_transforms import top_right_singular_vectors
-
-        dense = np.asarray(X.toarray() if sp.issparse(X) else X, dtype=np.float64)
-        mean = dense.mean(0)
-        std = dense.std(0)
-        std[std < 1e-6] = 1.0
-        scaled = np.clip((dense - mean) / std, -10, 10)
-        return cls(top_right_singular_vectors(scaled - scaled.mean(0), n_components, seed), mean, std)
-
-    @property
-    def n_output(self) -> int:
-        return self.components.shape[0]
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if _is_csr(x):
-            x = x.to_dense()  # continuous data have few features; centring densifies anyway
-        return ((x - self.feature_mean) / self.feature_std).clamp(-self.clip, self.clip) @ self.components.T

@@ -1,8 +1,11 @@
 """Fixed PCA and LSI input transforms: fitted once, then applied identically to any cells.
 
-The SCCROSS model stores these arrays as torch buffers and re-implements ``transform``, so
-every step is spelled out in the class docstrings and uses only element-wise operations, row
-sums and one matrix product.
+Each transform has one home here: the numpy fit (:func:`fit_pca`, :func:`fit_lsi`,
+:meth:`StandardizedPCA.fit`), its numpy ``transform`` and its torch form
+(:class:`LogNormalizedPCA`, :class:`TfidfLSI`, :class:`StandardizedPCA`), which the models
+store as buffers (``PCATransform.module()``). Every step is spelled out in the class
+docstrings and uses only element-wise operations, row sums and one matrix product, and
+tests/pp/test_input_transforms.py checks that both forms agree on real data.
 """
 
 from __future__ import annotations
@@ -12,10 +15,13 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
+import torch
 from anndata import AnnData
 from sklearn.utils.extmath import randomized_svd, svd_flip
+from torch import nn
 
 from crossomics._validation import check_nonnegative, get_matrix
+from crossomics.nn._transforms import _TOTAL_FLOOR, _buffer, _csr_entries, _csr_like, _is_csr
 
 from ._normalize import TOTAL_FLOOR, as_float32_csr, log_normalize, row_sums, scale_rows
 
@@ -144,6 +150,10 @@ class PCATransform:
             out[rows] = self.standardize(X[rows]) @ self.components.T
         return out
 
+    def module(self) -> LogNormalizedPCA:
+        """The torch form of this transform (buffers), for dense or CSR tensors."""
+        return LogNormalizedPCA(self.components, self.mean, self.std, self.target_sum, self.clip_value)
+
 
 @dataclass(frozen=True, eq=False)
 class LSITransform:
@@ -213,6 +223,10 @@ class LSITransform:
         for rows in _row_chunks(X.shape[0]):
             out[rows] = self.tfidf(X[rows]) @ self.components.T
         return (out - self.component_mean) / self.component_std
+
+    def module(self) -> TfidfLSI:
+        """The torch form of this transform (buffers), for dense or CSR tensors."""
+        return TfidfLSI(self.components, self.idf, self.component_mean, self.component_std, self.scale)
 
 
 def _log_tfidf(X, idf: np.ndarray, scale: float) -> sp.csr_matrix:
@@ -376,3 +390,99 @@ def lsi(
     target = adata.copy() if copy else adata
     target.obsm[key_added] = transform.transform(X)
     return target if copy else None
+
+
+# ---------------------------------------------------------------- torch forms (model buffers)
+class LogNormalizedPCA(nn.Module):
+    """``standardise(log1p(x / total * target_sum)) @ components.T`` with clipping.
+
+    The torch form of :class:`PCATransform` (see its ``transform``), with the same numbers.
+    """
+
+    def __init__(self, components, feature_mean, feature_std, target_sum: float = 1e4, clip: float = 10.0):
+        super().__init__()
+        self.register_buffer("components", _buffer(components))
+        self.register_buffer("feature_mean", _buffer(feature_mean))
+        self.register_buffer("feature_std", _buffer(feature_std))
+        self.target_sum = float(target_sum)
+        self.clip = float(clip)
+
+    @property
+    def n_output(self) -> int:
+        return self.components.shape[0]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Dense ``x``, or a CSR ``x`` (inference): zeros standardise to a per-feature constant."""
+        if _is_csr(x):
+            rows, cols, values, totals = _csr_entries(x)
+            logged = torch.log1p(values / totals[rows].clamp_min(_TOTAL_FLOOR) * self.target_sum)
+            zero_scaled = (-self.feature_mean / self.feature_std).clamp(-self.clip, self.clip)
+            scaled = ((logged - self.feature_mean[cols]) / self.feature_std[cols]).clamp(
+                -self.clip, self.clip
+            )
+            change = torch.sparse.mm(_csr_like(x, scaled - zero_scaled[cols]), self.components.T)
+            return change + zero_scaled @ self.components.T
+        total = x.sum(-1, keepdim=True).clamp_min(_TOTAL_FLOOR)
+        logged = torch.log1p(x / total * self.target_sum)
+        scaled = ((logged - self.feature_mean) / self.feature_std).clamp(-self.clip, self.clip)
+        return scaled @ self.components.T
+
+
+class TfidfLSI(nn.Module):
+    """LSI: ``standardise(log1p(x / total * idf * scale) @ components.T)``.
+
+    The torch form of :class:`LSITransform` (see its ``transform``), with the same numbers.
+    """
+
+    def __init__(self, components, idf, output_mean, output_std, scale: float = 1e4):
+        super().__init__()
+        self.register_buffer("components", _buffer(components))
+        self.register_buffer("idf", _buffer(idf))
+        self.register_buffer("output_mean", _buffer(output_mean))
+        self.register_buffer("output_std", _buffer(output_std))
+        self.scale = float(scale)
+
+    @property
+    def n_output(self) -> int:
+        return self.components.shape[0]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Dense ``x``, or a CSR ``x`` (inference): TF-IDF keeps zeros at zero."""
+        if _is_csr(x):
+            rows, cols, values, totals = _csr_entries(x)
+            tfidf = torch.log1p(values / totals[rows].clamp_min(_TOTAL_FLOOR) * self.idf[cols] * self.scale)
+            projected = torch.sparse.mm(_csr_like(x, tfidf), self.components.T)
+        else:
+            total = x.sum(-1, keepdim=True).clamp_min(_TOTAL_FLOOR)
+            projected = torch.log1p(x / total * self.idf * self.scale) @ self.components.T
+        return (projected - self.output_mean) / self.output_std
+
+
+class StandardizedPCA(nn.Module):
+    """``clip((x - mean) / std) @ components.T`` for continuous (already normalised) data."""
+
+    def __init__(self, components, feature_mean, feature_std, clip: float = 10.0):
+        super().__init__()
+        self.register_buffer("components", _buffer(components))
+        self.register_buffer("feature_mean", _buffer(feature_mean))
+        self.register_buffer("feature_std", _buffer(feature_std))
+        self.clip = float(clip)
+
+    @classmethod
+    def fit(cls, X, n_components: int, seed: int = 0) -> StandardizedPCA:
+        """Fit means, standard deviations and the top principal axes of ``X``."""
+        dense = np.asarray(X.toarray() if sp.issparse(X) else X, dtype=np.float64)
+        mean = dense.mean(0)
+        std = dense.std(0)
+        std[std < 1e-6] = 1.0
+        scaled = np.clip((dense - mean) / std, -10, 10)
+        return cls(top_right_singular_vectors(scaled - scaled.mean(0), n_components, seed), mean, std)
+
+    @property
+    def n_output(self) -> int:
+        return self.components.shape[0]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if _is_csr(x):
+            x = x.to_dense()  # continuous data have few features; centring densifies anyway
+        return ((x - self.feature_mean) / self.feature_std).clamp(-self.clip, self.clip) @ self.components.T
