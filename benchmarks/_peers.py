@@ -429,8 +429,10 @@ def glue_unpaired(split: Split, settings: dict, seed: int):
 
 # ------------------------------------------------------------------------------ scoring and parts
 def score(z_first: np.ndarray, z_second: np.ndarray, labels: np.ndarray, method: str, scib: bool) -> dict:
-    """FOSCTTM, label transfer (second <- first) and, with ``scib``, the scib-metrics Benchmarker row."""
+    """Modality mixing, FOSCTTM, label transfer (second <- first) and, with ``scib``, the
+    scib-metrics Benchmarker row."""
     out = {
+        "mixing": co.metrics.modality_mixing([z_first, z_second]),
         "foscttm": co.metrics.foscttm(z_first, z_second),
         "label_transfer": co.metrics.label_transfer_accuracy(z_first, labels, z_second, labels, k=15),
     }
@@ -509,6 +511,13 @@ def run_methods(script: Path, methods: list[str], argv: list[str], stem: Path) -
     return failed
 
 
+def _umap_mixing(path: Path) -> float:
+    with np.load(path, allow_pickle=False) as data:
+        xy = data["xy"]
+    n = len(xy) // 2
+    return co.metrics.modality_mixing([xy[:n], xy[n:]])
+
+
 def assemble(
     stem: Path, title: str, intro: list[str], order: list[str], modality_names: tuple[str, str], seed: int
 ) -> pd.DataFrame:
@@ -521,6 +530,9 @@ def assemble(
     table = pd.DataFrame([parts[m]["row"] for m in ok])
     lines = [f"# {title}", "", *results_header(seed), "", *intro, ""]
     if ok:
+        # the same score in each part's 2-D UMAP, so parts written before the latent-space
+        # column existed are still compared
+        table.insert(2, "mixing_umap", [_umap_mixing(folder / f"{m}_umap.npz") for m in ok])
         table.to_csv(stem.with_suffix(".csv"), index=False)
         main_cols = [c for c in table.columns if not c.startswith("scib: ")]
         lines += [table[main_cols].astype(object).to_markdown(index=False, floatfmt=".3f"), ""]

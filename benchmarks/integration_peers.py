@@ -153,7 +153,10 @@ def main(argv=None) -> None:
         "modality (totalVI encodes held-out protein rows with an all-zero RNA profile: it has no "
         "protein-only encoder). See the docstring of `benchmarks/integration_peers.py`.",
         "",
-        "Columns: `foscttm` (true pairs of the held-out cells; lower is better, 0.5 = random), "
+        "Columns: `mixing` (`crossomics.metrics.modality_mixing` of the stacked held-out latents, "
+        "1 = mixed as if at random, 0 = separate islands; empty for parts written before it existed), "
+        "`mixing_umap` (the same score on the 2-D UMAP coordinates drawn below, for every part), "
+        "`foscttm` (true pairs of the held-out cells; lower is better, 0.5 = random), "
         f"`label_transfer` (kNN k=15, {second} <- {first}), `setup_s` (model construction / inputs), "
         "`train_s`, `epochs`, `s_per_epoch` (median over epochs; GLUE: training time / epochs of both "
         "stages, balancing step included), `peak_rss_gb` (the method's own subprocess, data loading "

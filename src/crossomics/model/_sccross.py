@@ -40,6 +40,7 @@ _MODULE_PARAMETERS = (
     "lambda_mnn",
     "lambda_pairs",
     "lambda_translation",
+    "lambda_anchor",
     "mnn_similarity",
 )
 _TRANSFORM_GROUPS = ("projection", "graph", "gene_sets", "common_genes")
@@ -110,6 +111,13 @@ class SCCROSS(ModelFileMixin, SCCROSSGenerationMixin, BaseModelClass):
         other's joint latent; :meth:`crossomics.module.SCCROSSModule.paired_losses`), an
         addition to the paper that lets the decoders learn what only the other modality
         tells apart. ``0`` turns it off; it has no effect without paired cells.
+    lambda_anchor
+        Weight of the MNN anchor loss: cells of two modalities that are mutual nearest
+        neighbours in the MNN prior (within a minibatch) are pulled together in the joint
+        space (:meth:`crossomics.module.SCCROSSModule.mnn_anchor_loss`). Without it the
+        modalities form separate islands (3,000 unpaired mouse cortex cells, 30 epochs:
+        normalised modality mixing 0.002 at ``0``, 0.67 at ``5``; FOSCTTM 0.209 and 0.175).
+        ``0`` turns it off.
     mnn_similarity
         ``"inner_product"`` (default: Gram matrices over all modality pairs, which also fixes
         norms and within-modality distances) or ``"cosine"`` (the paper's eq. 22); see
@@ -155,6 +163,7 @@ class SCCROSS(ModelFileMixin, SCCROSSGenerationMixin, BaseModelClass):
         lambda_mnn: float = 0.04,
         lambda_pairs: float = 1.0,
         lambda_translation: float = 1.0,
+        lambda_anchor: float = 5.0,
         mnn_similarity: str = "inner_product",
         prior_kwargs: dict | None = None,
     ):
