@@ -27,6 +27,7 @@ STUDIES = [
     ("split_embedding_mouse_cortex.py", True),
     ("simulation_astrocytes.py", True),
     ("perturbation_bone_marrow.py", True),
+    ("integration_mosaic_pbmc.py", True),
     ("minnet_scaling.py", False),
     ("minnet_mouse_cortex.py", False),
     ("minnet_smoothing.py", False),
