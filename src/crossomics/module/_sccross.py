@@ -238,7 +238,9 @@ class SCCROSSModule(BaseModuleClass):
     def _kl(self, modality: str, mean: torch.Tensor, log_var: torch.Tensor) -> torch.Tensor:
         return kl_standard_normal(mean, log_var).mean() / self.n_features[modality]
 
-    def generator_losses(self, tensors: dict, stage: int, encoded: dict | None = None) -> dict:
+    def generator_losses(
+        self, tensors: dict, stage: int, encoded: dict | None = None, paired_modalities: set | None = None
+    ) -> dict:
         """Losses of the generator (encoders, decoders, aligners) for one step.
 
         Stage 1 (eq. 23) is the per-modality ELBO with ``x -> z_k -> x``. Stage 2 (eq. 17, 22,
@@ -246,6 +248,8 @@ class SCCROSSModule(BaseModuleClass):
         aligner ELBO on ``z_k``, the MNN prior loss over every modality pair and, for truly
         paired cells, the distance of their joint latents. Adversarial terms are added by
         :meth:`adversarial_losses`. Returns a dict of scalar tensors with key ``"loss"``.
+        ``paired_modalities`` names modality pairs ``(h, j)`` with true pairs in the data when the
+        batch itself carries none (validation), so they take no prior anchors there either.
         """
         present = [m for m in self.modalities if m in tensors]
         encoded = encoded if encoded is not None else self.inference(tensors)
@@ -275,7 +279,7 @@ class SCCROSSModule(BaseModuleClass):
                 out["anchor"] = self.mnn_anchor_loss(
                     {m: encoded[m]["z_embedding"] for m in present},
                     {m: tensors[m][PRIOR_KEY] for m in present},
-                    skip=set(tensors.get("pairs") or ()),
+                    skip=set(tensors.get("pairs") or ()) | set(paired_modalities or ()),
                 )
                 loss = loss + self.lambda_anchor * out["anchor"]
             if tensors.get("pairs"):

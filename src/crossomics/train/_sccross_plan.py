@@ -111,7 +111,9 @@ class SCCROSSTrainingPlan(pl.LightningModule):
 
     def validation_step(self, batch, batch_idx):
         tensors = nest_pairs(batch)
-        losses = self.module.generator_losses(tensors, self.stage)
+        # validation batches carry no pairs; the modality pairs that have them take no prior anchors
+        paired_modalities = set(getattr(self.trainer.datamodule, "pairs", None) or ())
+        losses = self.module.generator_losses(tensors, self.stage, paired_modalities=paired_modalities)
         self._validation_losses.append(losses["loss"].detach())
         n_cells = sum(v["x"].shape[0] for k, v in tensors.items() if k != "pairs")
         self.log("validation_loss", losses["loss"], on_epoch=True, on_step=False, batch_size=n_cells)
