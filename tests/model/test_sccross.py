@@ -376,3 +376,15 @@ def test_mnn_anchor_loss_pulls_prior_neighbours_together_unless_truly_paired():
     # with one neighbour the anchors are the same cells, found by prior distance, not row order
     module.n_anchor_neighbours = 1
     assert module.mnn_anchor_loss(same, same).item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_training_split_one_more_than_a_batch_trains():
+    """257 training cells with batch size 256 left a one-cell batch that BatchNorm rejects."""
+    torch.set_num_threads(1)
+    full = co.datasets.bmmc_multiome()
+    mdata = _mudata({m: full.mod[m][:286].copy() for m in ("rna", "atac")})
+    scvi.settings.seed = 0
+    co.SCCROSS.setup_mudata(mdata, modalities=["rna", "atac"], gene_annotation="hg38")
+    model = co.SCCROSS(mdata, n_hidden=16, n_latent=4, n_components=5)
+    model.train(max_epochs=2, pretrain_epochs=1, **FAST)  # 10% validation: 257 training cells
+    assert np.isfinite(model.get_latent_representation("rna")).all()

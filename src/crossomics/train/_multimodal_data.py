@@ -89,7 +89,10 @@ def _batched_loader(
     source = _Indexed()
     generator = torch.Generator().manual_seed(seed)
     sampler = RandomSampler(source, generator=generator) if shuffle else SequentialSampler(source)
-    batches = BatchSampler(sampler, batch_size=min(batch_size, len(indices)), drop_last=False)
+    batch_size = min(batch_size, len(indices))
+    # a training batch of one cell breaks BatchNorm; shuffled, a different cell sits out each epoch
+    drop_last = shuffle and len(indices) > 1 and len(indices) % batch_size == 1
+    batches = BatchSampler(sampler, batch_size=batch_size, drop_last=drop_last)
     return DataLoader(source, sampler=batches, batch_size=None, num_workers=0)
 
 
