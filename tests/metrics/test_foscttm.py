@@ -72,3 +72,11 @@ def test_mismatched_shapes_raise():
         foscttm(np.zeros(10), np.zeros(10))
     with pytest.raises(ValueError, match="chunk_size"):
         foscttm(np.zeros((10, 3)), np.zeros((10, 3)), chunk_size=0)
+
+
+def test_collapsed_embeddings_score_as_random_not_perfect():
+    collapsed = np.zeros((100, 5))
+    assert foscttm(collapsed, collapsed) == pytest.approx(0.495)  # ties count half: 99 / 2 / 100
+    # partial collapse: two groups of identical points, the true match ties with its group
+    grouped = np.repeat([[0.0], [10.0]], 50, axis=0)
+    assert foscttm(grouped, grouped) == pytest.approx(49 / 2 / 100)

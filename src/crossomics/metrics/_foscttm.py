@@ -30,6 +30,8 @@ def foscttm_per_cell(x: ArrayLike, y: ArrayLike, chunk_size: int = 256) -> tuple
     x_to_y
         For each cell ``i`` of ``x``: the fraction of the ``n_cells`` cells of ``y`` that are closer to
         ``x[i]`` than its true match ``y[i]`` (:math:`n_2^{(i)} / N` in the scCross paper, eq. 30).
+        Cells exactly as close as the true match count half, so an embedding that collapses
+        cells onto one point scores about 0.5 (random), not 0.
     y_to_x
         For each cell ``i`` of ``y``: the fraction of cells of ``x`` closer to ``y[i]`` than ``x[i]``
         (:math:`n_1^{(i)} / N`).
@@ -97,7 +99,8 @@ def foscttm(x: ArrayLike, y: ArrayLike, chunk_size: int = 256) -> float:
 
 
 def _fraction_closer(a: np.ndarray, b: np.ndarray, chunk_size: int) -> np.ndarray:
-    """For each row ``i`` of ``a``: fraction of rows of ``b`` closer to ``a[i]`` than ``b[i]`` is."""
+    """For each row ``i`` of ``a``: fraction of rows of ``b`` closer to ``a[i]`` than ``b[i]`` is,
+    rows at exactly the same distance counting half."""
     n_cells = a.shape[0]
     b_sq_norms = np.einsum("ij,ij->i", b, b)
     fractions = np.empty(n_cells)
@@ -107,5 +110,9 @@ def _fraction_closer(a: np.ndarray, b: np.ndarray, chunk_size: int) -> np.ndarra
         # and the true-match entry comes from the same expression, so it never counts itself.
         shifted_sq_dist = b_sq_norms[None, :] - 2.0 * (a[start:stop] @ b.T)
         true_match = shifted_sq_dist[np.arange(stop - start), np.arange(start, stop)]
-        fractions[start:stop] = np.count_nonzero(shifted_sq_dist < true_match[:, None], axis=1) / n_cells
+        closer = np.count_nonzero(shifted_sq_dist < true_match[:, None], axis=1)
+        # cells exactly as close as the true match count half (the true match itself excluded):
+        # ties carry no pairing information, so a collapsed embedding scores about 0.5, not 0
+        ties = np.count_nonzero(shifted_sq_dist == true_match[:, None], axis=1) - 1
+        fractions[start:stop] = (closer + 0.5 * ties) / n_cells
     return fractions
