@@ -168,3 +168,19 @@ def test_bfloat16_output_layer_stays_close_to_float32(trained, source, target):
     assert min(per_cell) > 0.999
     with pytest.raises(ValueError, match="precision"):
         model.cross_generate(source, target, precision="float16")
+
+
+@pytest.mark.parametrize("library_size", [-100, 0, float("nan"), float("inf")])
+def test_cross_generate_rejects_a_library_size_that_is_not_positive(trained, library_size):
+    _, model = trained
+    with pytest.raises(ValueError, match="positive number"):
+        model.cross_generate("atac", "rna", library_size=library_size)
+
+
+@pytest.mark.parametrize("max_epochs", [0, -1, 2.5])
+def test_train_rejects_fewer_than_one_epoch(trained, max_epochs):
+    _, model = trained
+    before = {k: v.clone() for k, v in model.module.state_dict().items()}
+    with pytest.raises(ValueError, match="at least one epoch"):
+        model.train(max_epochs=max_epochs)
+    assert all(torch.equal(before[k], v) for k, v in model.module.state_dict().items())

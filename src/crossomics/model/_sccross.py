@@ -413,6 +413,8 @@ class SCCROSS(ModelFileMixin, SCCROSSGenerationMixin, BaseModelClass):
         **trainer_kwargs
             Passed to :class:`scvi.train.Trainer` (e.g. ``enable_progress_bar=False``).
         """
+        if isinstance(max_epochs, bool) or not isinstance(max_epochs, int) or max_epochs < 1:
+            raise ValueError(f"max_epochs={max_epochs!r}; training needs at least one epoch (e.g. 100)")
         if pretrain_epochs is None:
             pretrain_epochs = int(round(0.4 * max_epochs))
         if not 0 <= pretrain_epochs <= max_epochs:

@@ -39,6 +39,11 @@ class SCCROSSGenerationMixin:
     # ------------------------------------------------------------------ helpers
     def _target_library(self, target: str, library_size, n_cells: int, source_library=None) -> np.ndarray:
         if isinstance(library_size, Real) and not isinstance(library_size, bool):
+            if not np.isfinite(library_size) or library_size <= 0:
+                raise ValueError(
+                    f"library_size={library_size!r}; it is the total count of each generated cell, "
+                    "so pass a positive number (e.g. 1e4), or None for the target's median"
+                )
             return np.full(n_cells, float(library_size), dtype=np.float32)
         if library_size is not None:
             raise ValueError(f"library_size={library_size!r}; pass a number or None")
