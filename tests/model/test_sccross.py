@@ -388,3 +388,9 @@ def test_training_split_one_more_than_a_batch_trains():
     model = co.SCCROSS(mdata, n_hidden=16, n_latent=4, n_components=5)
     model.train(max_epochs=2, pretrain_epochs=1, **FAST)  # 10% validation: 257 training cells
     assert np.isfinite(model.get_latent_representation("rna")).all()
+
+
+def test_perturb_refuses_the_same_group_twice(paired):
+    _, model = paired
+    with pytest.raises(ValueError, match="both 'CD8\\+ T'"):
+        model.perturb("rna", groupby="cell_type", perturb_group="CD8+ T", reference_group="CD8+ T")

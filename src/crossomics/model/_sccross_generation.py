@@ -524,6 +524,11 @@ class SCCROSSGenerationMixin:
             raise ValueError(f"fold={fold} must lie in (0, 1) for down-perturbation")
         if groupby is None or perturb_group is None or reference_group is None:
             raise ValueError("pass groupby=, perturb_group= and reference_group=")
+        if str(perturb_group) == str(reference_group):
+            raise ValueError(
+                f"perturb_group and reference_group are both {perturb_group!r}: the scores measure how "
+                "far perturbing moves one group towards another, so name two different groups"
+            )
         if target is not None:
             self._check_modality(target)
         query = adata
