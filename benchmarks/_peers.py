@@ -299,31 +299,37 @@ def totalvi_mixed(split: Split, settings: dict, seed: int):
 
 
 # ------------------------------------------------------------------------------ PCA + Harmony
+def harmony_of_common_genes(views: list, covariate: np.ndarray, seed: int) -> np.ndarray:
+    """Harmony-corrected PCA (at most 30 components) of stacked common-gene views.
+
+    The views' counts are log-normalised and each gene standardised before the PCA; Harmony
+    corrects over ``covariate`` (one value per stacked row).
+    """
+    import harmonypy
+    from sklearn.decomposition import PCA
+
+    from crossomics.pp._normalize import log_normalize
+
+    normalised = log_normalize(sp.vstack([sp.csr_matrix(view.X) for view in views]).tocsr())
+    normalised = normalised.toarray() if sp.issparse(normalised) else np.asarray(normalised)
+    normalised = (normalised - normalised.mean(0)) / (normalised.std(0) + 1e-6)
+    pcs = PCA(min(30, normalised.shape[1] - 1), random_state=seed).fit_transform(normalised)
+    meta = pd.DataFrame({"covariate": np.asarray(covariate)})
+    return np.asarray(harmonypy.run_harmony(pcs, meta, "covariate", random_state=seed, verbose=False).Z_corr)
+
+
 def harmony_common_genes(split: Split, settings: dict, seed: int):
     """PCA of the log-normalised common-gene views of both modalities, Harmony over modality.
 
     ATAC enters as gene activity (:func:`crossomics.pp.common_gene_views`), protein as the
     genes encoding the antibody targets.
     """
-    import harmonypy
-
-    from crossomics.pp._normalize import log_normalize
-
     mdata = split.unpaired(np.arange(split.mdata.n_obs))
     start = time.perf_counter()
     views = co.pp.common_gene_views(mdata, [split.first, split.second], gene_annotation=split.genome)
-    stacked = sp.vstack([views[split.first].X, views[split.second].X]).tocsr()
-    normalised = log_normalize(stacked)
-    normalised = normalised.toarray() if sp.issparse(normalised) else np.asarray(normalised)
-    normalised = (normalised - normalised.mean(0)) / (normalised.std(0) + 1e-6)
-    from sklearn.decomposition import PCA
-
-    n_pcs = min(30, normalised.shape[1] - 1)
-    pcs = PCA(n_pcs, random_state=seed).fit_transform(normalised)
     n = mdata.mod[split.first].n_obs
-    meta = pd.DataFrame({"modality": np.repeat(["first", "second"], [n, n])})
-    corrected = np.asarray(
-        harmonypy.run_harmony(pcs, meta, "modality", random_state=seed, verbose=False).Z_corr
+    corrected = harmony_of_common_genes(
+        [views[split.first], views[split.second]], np.repeat(["first", "second"], [n, n]), seed
     )
     seconds = time.perf_counter() - start
     timing = {"setup_s": 0.0, "train_s": seconds, "epochs": np.nan, "s_per_epoch": np.nan}
@@ -511,13 +517,6 @@ def run_methods(script: Path, methods: list[str], argv: list[str], stem: Path) -
     return failed
 
 
-def _umap_mixing(path: Path) -> float:
-    with np.load(path, allow_pickle=False) as data:
-        xy = data["xy"]
-    n = len(xy) // 2
-    return co.metrics.modality_mixing([xy[:n], xy[n:]])
-
-
 def assemble(
     stem: Path, title: str, intro: list[str], order: list[str], modality_names: tuple[str, str], seed: int
 ) -> pd.DataFrame:
@@ -530,9 +529,19 @@ def assemble(
     table = pd.DataFrame([parts[m]["row"] for m in ok])
     lines = [f"# {title}", "", *results_header(seed), "", *intro, ""]
     if ok:
+        coordinates, labels = {}, None
+        for m in ok:
+            with np.load(folder / f"{m}_umap.npz", allow_pickle=False) as data:
+                coordinates[m] = data["xy"]
+                if labels is not None and not np.array_equal(labels, data["labels"]):
+                    raise ValueError(f"part {m} was computed on other cells than {ok[0]}; rerun it")
+                labels = data["labels"]
+        n = len(labels) // 2
         # the same score in each part's 2-D UMAP, so parts written before the latent-space
         # column existed are still compared
-        table.insert(2, "mixing_umap", [_umap_mixing(folder / f"{m}_umap.npz") for m in ok])
+        table.insert(
+            2, "mixing_umap", [co.metrics.modality_mixing([xy[:n], xy[n:]]) for xy in coordinates.values()]
+        )
         table.to_csv(stem.with_suffix(".csv"), index=False)
         main_cols = [c for c in table.columns if not c.startswith("scib: ")]
         lines += [table[main_cols].astype(object).to_markdown(index=False, floatfmt=".3f"), ""]
@@ -553,14 +562,6 @@ def assemble(
             for m in ok
         ]
         lines.append("")
-        coordinates, labels = {}, None
-        for m in ok:
-            with np.load(folder / f"{m}_umap.npz", allow_pickle=False) as data:
-                coordinates[m] = data["xy"]
-                if labels is not None and not np.array_equal(labels, data["labels"]):
-                    raise ValueError(f"part {m} was computed on other cells than {ok[0]}; rerun it")
-                labels = data["labels"]
-        n = len(labels) // 2
         fig = umap_grid(coordinates, labels, np.repeat(list(modality_names), [n, n]), title)
         save_figure(fig, stem.with_name(stem.name + "_umap.png"))
         lines += [f"UMAPs of the stacked held-out embeddings: `{stem.name}_umap.png`.", ""]

@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 import scvi
+from _peers import harmony_of_common_genes
 
 import crossomics as co
 
@@ -115,20 +116,10 @@ def run_totalvi(mdata, max_epochs: int, seed: int) -> tuple[dict, float]:
 
 
 def run_harmony(mdata, seed: int) -> tuple[dict, float]:
-    import harmonypy
-    from sklearn.decomposition import PCA
-
-    from crossomics.pp._normalize import log_normalize
-
     start = time.perf_counter()
     views = co.pp.common_gene_views(mdata, ["rna", "adt"])
-    stacked = log_normalize(sp.vstack([sp.csr_matrix(views[m].X) for m in ("rna", "adt")]).tocsr())
-    stacked = stacked.toarray() if sp.issparse(stacked) else np.asarray(stacked)
-    stacked = (stacked - stacked.mean(0)) / (stacked.std(0) + 1e-6)
-    pcs = PCA(min(30, stacked.shape[1] - 1), random_state=seed).fit_transform(stacked)
     batches = np.concatenate([mdata.mod[m].obs["batch"].astype(str).to_numpy() for m in ("rna", "adt")])
-    meta = pd.DataFrame({"batch": batches})
-    corrected = np.asarray(harmonypy.run_harmony(pcs, meta, "batch", random_state=seed, verbose=False).Z_corr)
+    corrected = harmony_of_common_genes([views["rna"], views["adt"]], batches, seed)
     n = mdata.mod["rna"].n_obs
     return {"rna": corrected[:n], "adt": corrected[n:]}, time.perf_counter() - start
 

@@ -15,6 +15,11 @@ from crossomics.nn._likelihoods import BatchAffineLikelihood
 X_KEY, BATCH_KEY, PRIOR_KEY = "x", "batch", "prior"
 
 
+def _mean_squared_norm(*embeddings: torch.Tensor) -> torch.Tensor:
+    """Mean squared norm of the rows of all ``embeddings``: the scale that makes a loss scale-free."""
+    return torch.cat(embeddings).pow(2).sum(-1).mean().clamp_min(1e-8)
+
+
 class SCCROSSModule(BaseModuleClass):
     """Torch module of :class:`crossomics.SCCROSS`.
 
@@ -318,8 +323,8 @@ class SCCROSSModule(BaseModuleClass):
                 prior_similarity = F.normalize(prior[h], dim=-1) @ F.normalize(prior[j], dim=-1).T
                 total = total + ((latent_similarity - prior_similarity) ** 2).sum(1).mean()
             return total
-        joint_scale = torch.cat(list(joint.values())).pow(2).sum(-1).mean().sqrt().clamp_min(1e-8)
-        prior_scale = torch.cat(list(prior.values())).pow(2).sum(-1).mean().sqrt().clamp_min(1e-8)
+        joint_scale = _mean_squared_norm(*joint.values()).sqrt()
+        prior_scale = _mean_squared_norm(*prior.values()).sqrt()
         for h, j in itertools.product(joint, repeat=2):
             latent_similarity = (joint[h] @ joint[j].T) / joint_scale**2
             prior_similarity = (prior[h] @ prior[j].T) / prior_scale**2
@@ -360,7 +365,7 @@ class SCCROSSModule(BaseModuleClass):
             backward = torch.zeros_like(prior_distance, dtype=torch.bool)
             backward.scatter_(0, prior_distance.topk(k, dim=0, largest=False).indices, True)
             mutual = (forward & backward).float()
-            scale = torch.cat([joint[h], joint[j]]).pow(2).sum(-1).mean().clamp_min(1e-8)
+            scale = _mean_squared_norm(joint[h], joint[j])
             distance = torch.cdist(joint[h], joint[j]).pow(2)
             total = total + (distance * mutual).sum() / mutual.sum().clamp_min(1.0) / scale
         return total
@@ -391,7 +396,7 @@ class SCCROSSModule(BaseModuleClass):
         for (h, j), tensors in pairs.items():
             encoded = {m: self.encode(m, tensors[m][X_KEY]) for m in (h, j)}
             z_h, z_j = encoded[h]["z_embedding"], encoded[j]["z_embedding"]
-            scale = torch.cat([z_h, z_j]).pow(2).sum(-1).mean().clamp_min(1e-8)
+            scale = _mean_squared_norm(z_h, z_j)
             out["pairs"] = out["pairs"] + (z_h - z_j).pow(2).sum(-1).mean() / scale
             if self.lambda_translation > 0:
                 for source, target in ((h, j), (j, h)):
