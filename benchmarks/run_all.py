@@ -20,6 +20,7 @@ LOGS = HERE / "results" / "logs"
 # (command, has a --quick mode), longest first: with --jobs > 1 they are started in this order
 STUDIES = [
     ("integration_peers.py --dataset mouse_cortex", True),
+    ("query_mapping_mouse_cortex.py", True),
     ("integration_mouse_cortex.py", True),
     ("generation_mouse_cortex.py", True),
     ("integration_peers.py --dataset bmmc_cite", True),
@@ -28,6 +29,7 @@ STUDIES = [
     ("simulation_astrocytes.py", True),
     ("perturbation_bone_marrow.py", True),
     ("integration_mosaic_pbmc.py", True),
+    ("query_mapping_pbmc_mosaic.py", True),
     ("minnet_scaling.py", False),
     ("minnet_mouse_cortex.py", False),
     ("minnet_smoothing.py", False),

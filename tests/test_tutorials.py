@@ -32,6 +32,7 @@ CASES = {
     "perturbation": [pytest.mark.slow],  # ~5 min
     "generation": [pytest.mark.slow],  # ~6-9 min
     "integration_sccross": [pytest.mark.slow],  # ~4 min
+    "reference_mapping": [],  # ~2 min
 }
 
 

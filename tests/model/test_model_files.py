@@ -206,3 +206,38 @@ def test_minnet_loads_without_data_and_aligns_features(saved, tmp_path):
     np.testing.assert_allclose(
         on_atac.get_latent_representation("atac"), model.get_latent_representation("atac"), **TOLERANCE
     )
+
+
+def test_hub_model_round_trip_offline(saved, tmp_path):
+    """scvi.hub.HubModel in a local directory: card with data, versions and metrics; same outputs."""
+    from scvi.hub import HubModel
+
+    model, mdata, _ = saved
+    metrics = {"FOSCTTM": 0.25, "label transfer": 0.5}
+    model.to_hub_model(
+        tmp_path / "hub", description="BMMC test model", training_data="NeurIPS 2021 BMMC", metrics=metrics
+    )
+    hub = HubModel(str(tmp_path / "hub"))  # metadata and card read back from the directory
+    card = hub.model_card.content
+    assert hub.metadata.model_cls_name == "SCCROSS" and hub.metadata.model_parent_module == "crossomics"
+    for text in (
+        "license: cc-by-4.0",
+        "BMMC test model",
+        "NeurIPS 2021 BMMC",
+        "`atac`: atac, 600 features, 500 training cells",
+        f"scvi-tools: {scvi.__version__}",
+        f"torch: {torch.__version__}",
+        "| FOSCTTM | 0.25 |",
+        '"n_latent": 8',
+    ):
+        assert text in card, text
+    hub.load_model(adata=mdata, accelerator="cpu")
+    _assert_same_outputs(model, hub.model)
+    assert co.SCCROSS.load(str(tmp_path / "hub")).is_trained_
+    # with the training data inside, HubModel loads without being given any
+    model.to_hub_model(tmp_path / "hub_with_data", save_anndata=True)
+    with_data = HubModel(str(tmp_path / "hub_with_data"))
+    with_data.load_model(accelerator="cpu")
+    np.testing.assert_allclose(
+        with_data.model.get_latent_representation("rna"), model.get_latent_representation("rna"), **TOLERANCE
+    )

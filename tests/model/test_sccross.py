@@ -394,3 +394,37 @@ def test_perturb_refuses_the_same_group_twice(paired):
     _, model = paired
     with pytest.raises(ValueError, match="both 'CD8\\+ T'"):
         model.perturb("rna", groupby="cell_type", perturb_group="CD8+ T", reference_group="CD8+ T")
+
+
+def test_setup_reads_the_genome_from_var_and_refuses_the_wrong_one():
+    mdata = co.datasets.bmmc_multiome()  # 10x wrote var["genome"] = "GRCh38" for the genes
+    snapshot = _snapshot(mdata)
+    with pytest.raises(ValueError, match="look like hg38; pass gene_annotation='hg38'"):
+        co.SCCROSS.setup_mudata(mdata, modalities=["rna", "atac"], gene_annotation="GRCm38")
+    _assert_unchanged(mdata, snapshot)
+    co.SCCROSS.setup_mudata(mdata, modalities=["rna", "atac"])
+    assert (
+        co.SCCROSS._get_most_recent_anndata_manager(mdata).registry["setup_args"]["gene_annotation"] == "hg38"
+    )
+
+
+def test_pairs_follow_cell_names_even_when_obsmap_is_stale():
+    """A modality filtered in place without mdata.update() used to pair 292 of 299 cells wrongly."""
+    import scanpy as sc
+
+    from crossomics.model._sccross_inputs import pair_rows
+
+    mdata = co.datasets.bmmc_multiome()[:300].copy()
+    atac = mdata.mod["atac"]
+    first_counts = atac.X[0].copy()
+    atac.X[0] = 0  # a cell without ATAC counts, filtered the way the error hint suggests
+    sc.pp.filter_cells(atac, min_counts=1)  # in place, no mdata.update(): obsmap is stale
+    assert atac.n_obs == 299 and first_counts.sum() > 0
+    pairs = pair_rows(dict(mdata.mod), ["rna", "atac"])
+    rows_rna, rows_atac = pairs[("rna", "atac")]
+    assert len(rows_rna) == 299
+    assert list(mdata.mod["rna"].obs_names[rows_rna]) == list(atac.obs_names[rows_atac])
+    co.SCCROSS.setup_mudata(mdata, modalities=["rna", "atac"], gene_annotation="hg38")
+    model = co.SCCROSS(mdata, n_hidden=16, n_latent=4, n_components=8, n_graph_reference=200)
+    model.train(max_epochs=1, pretrain_epochs=0, batch_size=128, **FAST)
+    assert model.n_pairs_ == {"rna:atac": 299}

@@ -102,3 +102,41 @@ def test_peak_to_gene_matrix_reports_genome_mismatch():
         co.pp.peak_to_gene_matrix(["1:10000-10100", "2:5-10"], "mm10")
     with pytest.raises(ValueError, match=r"unknown genome 'hg19'"):
         co.pp.peak_to_gene_matrix(["chr1:10000-10100"], "hg19")
+
+
+@pytest.mark.parametrize(
+    ("given", "bundled"),
+    [
+        ("GRCh38", "hg38"),
+        ("grch38-2020-A", "hg38"),
+        ("HG38", "hg38"),
+        ("GRCm38", "mm10"),
+        ("mm10-2020-A", "mm10"),
+    ],
+)
+def test_genome_names_as_10x_and_ucsc_write_them(given, bundled):
+    pd.testing.assert_frame_equal(co.datasets.gene_annotation(given), co.datasets.gene_annotation(bundled))
+
+
+def test_an_unbundled_genome_points_to_a_gene_body_table():
+    with pytest.raises(ValueError, match="unknown genome 'hg19'.*gene-body table"):
+        co.datasets.gene_annotation("hg19")
+
+
+def test_ensembl_chromosome_names_meet_a_ucsc_annotation(cortex):
+    peaks = co.pp.parse_peaks(cortex["atac"][:, :500])
+    ensembl = [f"{c.removeprefix('chr')}:{s}-{e}" for c, s, e in peaks.itertuples(index=False)]
+    ucsc_matrix, ucsc_genes = co.pp.peak_to_gene_matrix(peaks.index, "mm10")
+    ensembl_matrix, ensembl_genes = co.pp.peak_to_gene_matrix(ensembl, "mm10")
+    assert ensembl_genes.equals(ucsc_genes)
+    assert (ensembl_matrix != ucsc_matrix).nnz == 0
+    assert co.pp.peak_overlap_map(ensembl, peaks.index).diagonal().all()
+
+
+def test_the_wrong_genome_is_refused_naming_the_right_one(cortex):
+    atac = cortex["atac"]
+    co.pp.check_genome(atac, "mm10", "the cortex ATAC")  # 98% of the peaks overlap a gene
+    with pytest.raises(
+        ValueError, match=r"only 45% of the 25734 peaks.*look like mm10; pass gene_annotation='mm10'"
+    ):
+        co.pp.check_genome(atac, "hg38", "the cortex ATAC")

@@ -7,7 +7,7 @@ import anndata as ad
 import mudata as md
 import pandas as pd
 
-_GENOMES = ("mm10", "hg38")
+_GENOME_ALIASES = {"mm10": "mm10", "grcm38": "mm10", "hg38": "hg38", "grch38": "hg38"}
 
 
 def _data_path(*parts: str) -> Path:
@@ -77,7 +77,7 @@ def pbmc_mosaic() -> md.MuData:
     Modality ``rna`` holds 1,200 cells x 500 highly variable genes (symbols), ``adt`` 1,200
     cells x 224 antibody-derived tags named by antibody in lower case (``cd62p``, ``hla.dr``,
     numbered clones ``cd4.1``/``cd4.2``); :func:`crossomics.pp.common_gene_views` maps them to
-    genes. Paired cells share ``obs_names``, so ``mdata.obsmap`` pairs them and the other cells
+    genes. Paired cells share ``obs_names``, so SCCROSS pairs them and the other cells
     stay unpaired. ``obs`` of each modality and of the MuData: ``batch`` and ``cell_type`` (8:
     CD4 T, Mono, CD8 T, NK, B, other T, DC, other). Raw int32 counts. All cells and features
     of the source are kept.
@@ -105,8 +105,38 @@ def pbmc_ifnb() -> ad.AnnData:
     return ad.read_h5ad(_data_path("kang_ifnb1k.h5ad"))
 
 
+def genome_name(genome: str) -> str:
+    """The bundled genome a name refers to: ``"mm10"`` or ``"hg38"``.
+
+    Accepts the UCSC and GRC names in any case, with 10x's release suffix (``GRCh38``,
+    ``GRCh38-2020-A``, ``GRCm38``, ``mm10-2020-A``: what 10x writes into ``var["genome"]``).
+    """
+    key = str(genome).strip().lower()
+    for prefix, name in _GENOME_ALIASES.items():
+        if key == prefix or key.startswith(prefix + "-"):
+            return name
+    raise ValueError(
+        f"unknown genome {genome!r}; bundled annotations exist for mm10 (GRCm38) and hg38 (GRCh38). "
+        "For another genome pass a gene-body table (columns chrom, start, end, strand, indexed by gene)"
+    )
+
+
+def genome_from_var(adatas) -> str | None:
+    """The bundled genome named by the ``var["genome"]`` columns of ``adatas``, if they agree on one."""
+    names = set()
+    for adata in adatas:
+        if "genome" in adata.var:
+            names.update(adata.var["genome"].dropna().astype(str).unique())
+    if len(names) != 1:
+        return None
+    try:
+        return genome_name(names.pop())
+    except ValueError:
+        return None
+
+
 def gene_annotation(genome: str) -> pd.DataFrame:
-    """Gene bodies for ``"mm10"`` or ``"hg38"``.
+    """Gene bodies for ``"mm10"`` or ``"hg38"`` (also named ``"GRCm38"`` / ``"GRCh38"``).
 
     Returns a DataFrame indexed by unique gene symbol with columns ``chrom`` (UCSC style),
     ``start`` (0-based), ``end`` (half-open) and ``strand`` (``+``/``-``).
@@ -117,8 +147,7 @@ def gene_annotation(genome: str) -> pd.DataFrame:
     >>> ann.loc["Gapdh", ["chrom", "strand"]].tolist()
     ['chr6', '-']
     """
-    if genome not in _GENOMES:
-        raise ValueError(f"unknown genome {genome!r}; bundled annotations exist for {list(_GENOMES)}")
+    genome = genome_name(genome)
     table = pd.read_csv(
         _data_path("annotations", f"{genome}_genes.tsv.gz"),
         sep="\t",

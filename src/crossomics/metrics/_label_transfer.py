@@ -48,6 +48,26 @@ def transfer_labels(
     >>> transfer_labels(reference, ["B", "B", "T", "T"], np.array([[0.2, 0.1], [4.9, 5.2]]), k=2)
     array(['B', 'T'], dtype='<U1')
     """
+    return vote_labels(reference, reference_labels, query, k=k, weighted=weighted)[0]
+
+
+def vote_labels(
+    reference: ArrayLike,
+    reference_labels: ArrayLike,
+    query: ArrayLike,
+    k: int = 15,
+    weighted: bool = True,
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`transfer_labels` plus each prediction's confidence.
+
+    The confidence is the winning label's share of the (inverse-distance weighted) votes of
+    the ``k`` neighbours: 1.0 when all neighbours agree, about ``1 / n_labels`` when they
+    split evenly. Arguments as :func:`transfer_labels`.
+
+    Returns
+    -------
+    ``(labels, confidence)``, both of length ``n_query``.
+    """
     reference = as_embedding(reference, "reference")
     query = as_embedding(query, "query")
     reference_labels = as_labels(reference_labels, reference.shape[0], "reference_labels")
@@ -62,7 +82,9 @@ def transfer_labels(
         )
     classifier = KNeighborsClassifier(n_neighbors=k, weights="distance" if weighted else "uniform")
     classifier.fit(reference, reference_labels)
-    return classifier.predict(query)
+    votes = classifier.predict_proba(query)
+    winner = votes.argmax(1)
+    return classifier.classes_[winner], votes[np.arange(len(winner)), winner]
 
 
 def label_transfer_accuracy(

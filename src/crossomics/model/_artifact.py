@@ -14,6 +14,7 @@ from that description and its hyper-parameters, then the state dict fills in the
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 from collections.abc import Mapping
@@ -245,6 +246,123 @@ class ModelFileMixin:
             if not isinstance(self.adata, MuData):
                 raise ValueError("save_anndata=True saves a model's MuData; this model holds none")
             self.adata.write(os.path.join(dir_path, f"{prefix or ''}{DATA_FILE}"), **anndata_write_kwargs)
+
+    def to_hub_model(
+        self,
+        dir_path: str,
+        license_info: str = "cc-by-4.0",
+        description: str | None = None,
+        training_data: str | None = None,
+        metrics: Mapping[str, float] | None = None,
+        save_anndata: bool = False,
+        overwrite: bool = False,
+    ):
+        """Save the model as a local :class:`scvi.hub.HubModel`: model file, metadata, model card.
+
+        Everything stays in ``dir_path``; nothing is uploaded (``HubModel.push_to_huggingface_hub``
+        does that, with your credentials). The model card records the data the model was trained
+        on (modalities, features, cells, batches, and ``training_data``), the package versions,
+        the hyper-parameters and ``metrics``. Load it back with
+        ``scvi.hub.HubModel(dir_path).load_model(adata=...)`` (``adata`` may be omitted when
+        ``save_anndata=True``) or, without data, with ``co.<Model>.load(dir_path)``.
+
+        Parameters
+        ----------
+        dir_path
+            Directory to write.
+        license_info
+            Licence of the model (an SPDX identifier, as the Hugging Face Hub expects).
+        description
+            Free text for the card: what the model is for.
+        training_data
+            Where the training data come from (a citation, an accession or a URL).
+        metrics
+            ``{name: value}`` measured for this model, written to the card as a table.
+        save_anndata
+            Also write the training data to ``mdata.h5mu`` (the file ``HubModel`` reads).
+        overwrite
+            Replace an existing directory's files.
+
+        Returns
+        -------
+        The :class:`scvi.hub.HubModel`.
+
+        Examples
+        --------
+        >>> hub = model.to_hub_model("sccross_cortex_hub", metrics={"FOSCTTM": 0.170})
+        >>> model = scvi.hub.HubModel("sccross_cortex_hub").load_model(adata=mdata)
+        """
+        try:
+            import anndata
+            from huggingface_hub import ModelCard, ModelCardData
+            from scvi.hub import HubMetadata, HubModel
+        except ImportError as error:
+            raise ImportError(
+                f"to_hub_model needs huggingface_hub ({error}); install it with pip install 'crossomics[hub]'"
+            ) from None
+        self.save(dir_path, overwrite=overwrite, save_anndata=save_anndata)
+        name = type(self).__name__
+        package_versions = {**versions(), "anndata": anndata.__version__}
+        card_data = ModelCardData(
+            license=license_info,
+            library_name="scvi-tools",
+            tags=["biology", "genomics", "single-cell", "crossomics", f"model_cls_name:{name}"]
+            + [f"modality:{m}" for m in self.modalities_],
+        )
+        data_lines = [f"- `{m}`: {text}" for m, text in self._data_summary().items()]
+        data_lines.append(f"- Source: {training_data or 'not recorded'}")
+        metric_lines = ["| metric | value |", "|---|---|"] + [
+            f"| {k} | {float(v):.4g} |" for k, v in (metrics or {}).items()
+        ]
+        card = "\n".join(
+            [
+                "---",
+                card_data.to_yaml(),
+                "---",
+                "",
+                f"# {name} (crossomics)",
+                "",
+                description or f"A trained crossomics {name} model.",
+                "",
+                "## Training data",
+                "",
+                *data_lines,
+                "",
+                "## Versions",
+                "",
+                *[f"- {package}: {v}" for package, v in package_versions.items()],
+                "",
+                "## Hyper-parameters",
+                "",
+                "```json",
+                json.dumps(to_plain(self.init_params_["non_kwargs"]), indent=2),
+                "```",
+                "",
+                "## Metrics",
+                "",
+                *(metric_lines if metrics else ["None recorded."]),
+                "",
+                "## Loading",
+                "",
+                "```python",
+                "import crossomics as co",
+                f"model = co.{name}.load(path)  # no data needed; or scvi.hub.HubModel(path).load_model(adata=...)",
+                "```",
+                "",
+                "The model file holds tensors and plain python data only and is read with "
+                "`torch.load(weights_only=True)`.",
+                "",
+            ]
+        )
+        metadata = HubMetadata(
+            scvi_version=package_versions["scvi-tools"],
+            anndata_version=package_versions["anndata"],
+            model_cls_name=name,
+            model_parent_module="crossomics",
+        )
+        hub = HubModel(os.fspath(dir_path), metadata=metadata, model_card=ModelCard(card))
+        hub.save(overwrite=True)
+        return hub
 
     @classmethod
     def load(

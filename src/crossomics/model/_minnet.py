@@ -18,6 +18,7 @@ from scvi.model.base import BaseModelClass
 from scvi.train import TrainRunner
 
 from crossomics._validation import check_counts, get_matrix
+from crossomics.datasets._loaders import genome_name
 from crossomics.model._artifact import ModelFileMixin, is_table, table_from_plain
 from crossomics.model._minnet_checks import (
     check_labels,
@@ -29,6 +30,7 @@ from crossomics.model._minnet_checks import (
 from crossomics.model._minnet_outputs import MINNETOutputsMixin
 from crossomics.module._minnet import MINNETModule
 from crossomics.nn._minnet_inputs import ModalityInput, fit_modality_input, standardization_statistics
+from crossomics.pp._peaks import check_genome
 from crossomics.train._graph_margin import GraphDistances, margin_graph
 from crossomics.train._minnet import MINNETTrainingPlan
 from crossomics.train._minnet_pairs import SiamesePairDataModule, SiamesePairDataset
@@ -170,6 +172,13 @@ class MINNET(ModelFileMixin, MINNETOutputsMixin, BaseModelClass):
             },
         }
 
+    def _data_summary(self) -> dict[str, str]:
+        """One line per modality for the model card (:meth:`to_hub_model`)."""
+        return {
+            m: f"{len(self.input_transforms_[m].feature_names)} features; cell types {self.cell_types_}"
+            for m in self.modalities_
+        }
+
     def _restore_artifact(self, payload: dict) -> None:
         state = payload["state"]
         self.modalities_ = list(state["modalities"])
@@ -291,8 +300,12 @@ class MINNET(ModelFileMixin, MINNETOutputsMixin, BaseModelClass):
                 name,
                 hint=" (MINNET log-normalises raw counts itself)",
             )
+        if isinstance(gene_annotation, str):
+            gene_annotation = genome_name(gene_annotation)
+            setup_method_args["setup_args"]["gene_annotation"] = gene_annotation
         if gene_annotation is not None:
-            peak_modality(mdata, modalities)
+            peaks = peak_modality(mdata, modalities)
+            check_genome(mdata.mod[peaks], gene_annotation, f"modality {peaks!r}")
 
         mudata_fields = [
             *(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -12,21 +13,28 @@ import torch
 from anndata import AnnData
 from mudata import MuData
 from scvi import settings
-from scvi.data import AnnDataManager, fields
-from scvi.data._manager import AnnDataManagerValidationCheck
 from scvi.model.base import BaseModelClass
 from scvi.train import TrainRunner
 
 from crossomics import pp
 from crossomics._validation import check_counts, check_finite, check_no_empty_cells, get_matrix
+from crossomics.datasets._loaders import genome_from_var, genome_name
 from crossomics.model._artifact import ModelFileMixin, describe_transform, rebuild_transform
 from crossomics.model._sccross_generation import SCCROSSGenerationMixin
-from crossomics.model._sccross_inputs import feature_alignment, fit_encoder_inputs, infer_kind, pair_rows
+from crossomics.model._sccross_inputs import (
+    check_modality_data,
+    data_manager,
+    feature_alignment,
+    fit_encoder_inputs,
+    infer_kind,
+    pair_rows,
+)
+from crossomics.model._sccross_query import SCCROSSQueryMixin
 from crossomics.module._sccross import SCCROSSModule
 from crossomics.nn._likelihoods import COUNT_LIKELIHOODS, LIKELIHOODS
 from crossomics.nn._transforms import to_torch_rows
 from crossomics.train._multimodal_data import MultiModalDataModule, batch_key, data_key
-from crossomics.train._sccross_plan import SCCROSSTrainingPlan
+from crossomics.train._sccross_plan import SCCROSSQueryPlan, SCCROSSTrainingPlan
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +67,7 @@ def _per_modality(value, modalities: Sequence[str], name: str, default=None) -> 
     return dict.fromkeys(modalities, value if value is not None else default)
 
 
-class SCCROSS(ModelFileMixin, SCCROSSGenerationMixin, BaseModelClass):
+class SCCROSS(ModelFileMixin, SCCROSSQueryMixin, SCCROSSGenerationMixin, BaseModelClass):
     """scCross: integration, cross-modal generation, simulation and perturbation of K >= 2 modalities.
 
     Each modality has a VAE whose encoder input is a fixed projection of its counts (PCA for
@@ -73,7 +81,8 @@ class SCCROSS(ModelFileMixin, SCCROSSGenerationMixin, BaseModelClass):
     ----------
     mdata
         MuData registered with :meth:`setup_mudata`. Modalities may be paired, unpaired or
-        partly paired (``mdata.obsmap``); true pairs add an alignment term.
+        partly paired (cells of two modalities that share an ``obs_name`` are one cell); true
+        pairs add an alignment term.
     n_latent
         Size of the modality latents and of the joint latent (paper: 50).
     n_hidden, n_layers, dropout
@@ -221,6 +230,13 @@ class SCCROSS(ModelFileMixin, SCCROSSGenerationMixin, BaseModelClass):
         )
         self.n_pairs_: dict[str, int] | None = None
         self._data = {m: mdata.mod[m] for m in self.modalities_}
+        self._set_reference_mapping_state()
+
+    def _set_reference_mapping_state(self, reference_batches=None, train_encoders=False, reference_data=None):
+        """What :meth:`load_query_data` records: the reference's batch counts and data."""
+        self.reference_batches_: dict[str, int] | None = reference_batches
+        self.train_encoders_ = train_encoders
+        self.reference_data_: dict[str, AnnData] = dict(reference_data or {})
 
     def _set_data_description(
         self, modalities, likelihoods, kinds, layers, batch_keys, feature_names, batch_categories
@@ -295,8 +311,12 @@ class SCCROSS(ModelFileMixin, SCCROSSGenerationMixin, BaseModelClass):
             projection and the common-gene view of the MNN prior. Inferred from the modality
             names (``rna``/``gex``, ``atac``/``peaks``, ``adt``/``protein``) when not given.
         gene_annotation
-            Genome (``"mm10"``/``"hg38"``) or gene-body table, needed when a modality is ATAC
-            (gene activity for the MNN prior and the gene-set features).
+            Genome (``"mm10"``/``"hg38"``, also ``"GRCm38"``/``"GRCh38"``) or gene-body table,
+            needed when a modality is ATAC (gene activity for the MNN prior and the gene-set
+            features). ``None`` reads the genome from ``var["genome"]`` (as 10x writes it) when
+            the modalities name one. Setup fails, naming the likely genome, when fewer than
+            half of the peaks overlap a gene of the annotation; chromosome names ``1`` and
+            ``chr1`` are the same.
         protein_to_gene
             Antibody -> gene symbol table for protein modalities (default: name matching).
         """
@@ -314,6 +334,10 @@ class SCCROSS(ModelFileMixin, SCCROSSGenerationMixin, BaseModelClass):
         likelihoods = _per_modality(likelihoods, modalities, "likelihoods", default="nb")
         batch_keys = _per_modality(batch_keys, modalities, "batch_keys")
         kinds = _per_modality(kinds, modalities, "kinds")
+        if gene_annotation is None:
+            gene_annotation = genome_from_var([mdata.mod[m] for m in modalities])
+        elif isinstance(gene_annotation, str):
+            gene_annotation = genome_name(gene_annotation)  # fails early on an unknown genome
         for m in modalities:
             adata = mdata.mod[m]
             kinds[m] = kinds[m] or infer_kind(m, adata)
@@ -326,43 +350,16 @@ class SCCROSS(ModelFileMixin, SCCROSSGenerationMixin, BaseModelClass):
                     f"modality {m!r} is ATAC: pass gene_annotation='mm10'/'hg38' (or a gene-body table) "
                     "so peaks can be mapped to genes for the MNN prior"
                 )
-            X = get_matrix(adata, layers[m], name=f"modality {m!r}")
-            where = f"modality {m!r} " + (f"layer {layers[m]!r}" if layers[m] else ".X")
-            check_finite(X, where)
-            if likelihoods[m] in COUNT_LIKELIHOODS:
-                check_counts(
-                    X,
-                    where,
-                    hint=f"; the {likelihoods[m]!r} likelihood needs raw counts (pass likelihoods={{{m!r}: 'normal'}} "
-                    "for normalised data)",
-                )
-                check_no_empty_cells(X, where)
-            if batch_keys[m] is not None and batch_keys[m] not in adata.obs:
-                raise ValueError(f"batch key {batch_keys[m]!r} is not a column of mdata.mod[{m!r}].obs")
-        if gene_annotation is not None and isinstance(gene_annotation, str):
-            from crossomics.datasets import gene_annotation as load_annotation
-
-            load_annotation(gene_annotation)  # fails early on an unknown genome
+            check_modality_data(m, adata, layers[m], likelihoods[m], batch_keys[m])
+            if kinds[m] == "atac":
+                pp.check_genome(adata, gene_annotation, f"modality {m!r}")
+        setup_method_args["setup_args"]["gene_annotation"] = gene_annotation
+        for (h, j), (rows, _) in pair_rows({m: mdata.mod[m] for m in modalities}, modalities).items():
+            logger.info("%d cells are paired between %r and %r (shared obs_names)", len(rows), h, j)
         setup_method_args["setup_args"].update(
             modalities=modalities, layers=layers, likelihoods=likelihoods, batch_keys=batch_keys, kinds=kinds
         )
-        anndata_fields = []
-        for m in modalities:
-            anndata_fields.append(
-                fields.MuDataLayerField(
-                    data_key(m),
-                    layers[m],
-                    mod_key=m,
-                    is_count_data=likelihoods[m] in COUNT_LIKELIHOODS,
-                    mod_required=True,
-                )
-            )
-            anndata_fields.append(fields.MuDataCategoricalObsField(batch_key(m), batch_keys[m], mod_key=m))
-        adata_manager = AnnDataManager(
-            fields=anndata_fields,
-            setup_method_args=setup_method_args,
-            validation_checks=AnnDataManagerValidationCheck(check_fully_paired_mudata=False),
-        )
+        adata_manager = data_manager(modalities, layers, likelihoods, batch_keys, setup_method_args)
         adata_manager.register_fields(mdata, **kwargs)
         cls.register_manager(adata_manager)
 
@@ -376,7 +373,7 @@ class SCCROSS(ModelFileMixin, SCCROSSGenerationMixin, BaseModelClass):
     # ------------------------------------------------------------------ training
     def train(
         self,
-        max_epochs: int = 100,
+        max_epochs: int | None = None,
         pretrain_epochs: int | None = None,
         batch_size: int = 256,
         lr: float = 2e-3,
@@ -388,14 +385,17 @@ class SCCROSS(ModelFileMixin, SCCROSSGenerationMixin, BaseModelClass):
         plan_kwargs: dict | None = None,
         **trainer_kwargs,
     ):
-        """Train both stages.
+        """Train both stages, or fine-tune a query model made by :meth:`load_query_data`.
 
         Parameters
         ----------
         max_epochs
-            Total epochs of both stages. An epoch is one pass over the largest modality.
+            Total epochs of both stages; default 100, or 20 when fine-tuning a query (only its
+            new batch parameters, and encoders if asked, train). An epoch is one pass over the
+            largest modality.
         pretrain_epochs
             Epochs of stage 1 (per-modality VAEs) at the start of ``max_epochs``; default 40%.
+            A query has no stage 1.
         batch_size
             Cells per modality per step.
         lr
@@ -409,43 +409,64 @@ class SCCROSS(ModelFileMixin, SCCROSSGenerationMixin, BaseModelClass):
             End a stage when ``validation_loss`` stops improving for ``early_stopping_patience``
             epochs (stage 1 hands over to stage 2; stage 2 ends training).
         plan_kwargs
-            Extra arguments of :class:`~crossomics.train.SCCROSSTrainingPlan`.
+            Extra arguments of :class:`~crossomics.train.SCCROSSTrainingPlan` (of
+            ``SCCROSSQueryPlan`` for a query).
         **trainer_kwargs
             Passed to :class:`scvi.train.Trainer` (e.g. ``enable_progress_bar=False``).
         """
+        is_query = self.reference_batches_ is not None
+        if max_epochs is None:
+            max_epochs = 20 if is_query else 100
         if isinstance(max_epochs, bool) or not isinstance(max_epochs, int) or max_epochs < 1:
             raise ValueError(f"max_epochs={max_epochs!r}; training needs at least one epoch (e.g. 100)")
         if pretrain_epochs is None:
-            pretrain_epochs = int(round(0.4 * max_epochs))
+            pretrain_epochs = 0 if is_query else int(round(0.4 * max_epochs))
         if not 0 <= pretrain_epochs <= max_epochs:
             raise ValueError(f"pretrain_epochs={pretrain_epochs} must lie in [0, max_epochs={max_epochs}]")
+        if is_query and pretrain_epochs:
+            raise ValueError(f"pretrain_epochs={pretrain_epochs}; fine-tuning a query has no stage 1, pass 0")
         if self.adata_manager is None:
             raise RuntimeError(
                 "this SCCROSS model was loaded from a file and holds no registered training data; "
-                "train a new model (SCCROSS.setup_mudata(mdata, ...); SCCROSS(mdata)) to train"
+                "train a new model (SCCROSS.setup_mudata(mdata, ...); SCCROSS(mdata)) or map query "
+                "data onto it (SCCROSS.load_query_data(query, model)) to train"
             )
         mdata = self.adata
-        if self.mnn_prior_ is None:
+        modalities = [m for m in self.modalities_ if m in mdata.mod]
+        if not is_query and self.mnn_prior_ is None:
             raise RuntimeError("this model has no MNN prior; construct it with SCCROSS(mdata) to fit one")
-        rows = {m: np.arange(mdata.mod[m].n_obs) for m in self.modalities_}
-        pairs = pair_rows({m: np.asarray(mdata.obsmap[m]) for m in self.modalities_}, self.modalities_)
+        rows = {m: np.arange(mdata.mod[m].n_obs) for m in modalities}
+        pairs = {} if is_query else pair_rows({m: mdata.mod[m] for m in modalities}, modalities)
+        priors = {
+            m: None if is_query else np.asarray(self.mnn_prior_[m], dtype=np.float32) for m in modalities
+        }
         data_module = MultiModalDataModule(
             self.adata_manager,
             rows=rows,
-            priors={m: np.asarray(self.mnn_prior_[m], dtype=np.float32) for m in self.modalities_},
+            priors=priors,
             pairs=pairs,
             batch_size=batch_size,
             validation_size=validation_size,
             seed=settings.seed or 0,
         )
         plan_kwargs = {"lr": lr, **(plan_kwargs or {})}
-        training_plan = self._training_plan_cls(
-            self.module,
-            pretrain_epochs=pretrain_epochs,
-            early_stopping=early_stopping,
-            patience=early_stopping_patience,
-            **plan_kwargs,
-        )
+        if is_query:
+            training_plan = SCCROSSQueryPlan(
+                self.module,
+                n_reference_batches=self.reference_batches_,
+                train_encoders=self.train_encoders_,
+                early_stopping=early_stopping,
+                patience=early_stopping_patience,
+                **plan_kwargs,
+            )
+        else:
+            training_plan = self._training_plan_cls(
+                self.module,
+                pretrain_epochs=pretrain_epochs,
+                early_stopping=early_stopping,
+                patience=early_stopping_patience,
+                **plan_kwargs,
+            )
         trainer_kwargs.setdefault("check_val_every_n_epoch", 1)
         if data_module.n_val == 0:
             trainer_kwargs["limit_val_batches"] = 0
@@ -458,8 +479,12 @@ class SCCROSS(ModelFileMixin, SCCROSSGenerationMixin, BaseModelClass):
             devices=devices,
             **trainer_kwargs,
         )
-        self.n_pairs_ = {f"{h}:{j}": len(r[0]) for (h, j), r in pairs.items()}
-        return runner()
+        if not is_query:
+            self.n_pairs_ = {f"{h}:{j}": len(r[0]) for (h, j), r in pairs.items()}
+        with warnings.catch_warnings():
+            if is_query:  # a query keeps its frozen layers in evaluation mode on purpose
+                warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
+            return runner()
 
     # ------------------------------------------------------------------ model file
     def _artifact_payload(self) -> dict:
@@ -487,6 +512,14 @@ class SCCROSS(ModelFileMixin, SCCROSSGenerationMixin, BaseModelClass):
             },
         }
 
+    def _data_summary(self) -> dict[str, str]:
+        """One line per modality for the model card (:meth:`to_hub_model`)."""
+        return {
+            m: f"{self.kinds_[m]}, {len(self.feature_names_[m])} features, {len(self.library_sizes_[m])} "
+            f"training cells, {self.likelihoods_[m]} likelihood, batches {self.batch_categories_[m]}"
+            for m in self.modalities_
+        }
+
     def _restore_artifact(self, payload: dict) -> None:
         state = payload["state"]
         self._set_data_description(
@@ -507,6 +540,7 @@ class SCCROSS(ModelFileMixin, SCCROSSGenerationMixin, BaseModelClass):
         prior = state["mnn_prior"]
         self.mnn_prior_ = None if prior is None else {m: v.numpy() for m, v in prior.items()}
         self.n_pairs_ = state["n_pairs"]
+        self._set_reference_mapping_state()
 
     def _attach_data(self, adata: MuData | AnnData | None) -> None:
         """Keep query data given to :meth:`load` as the default data, checked against the model."""
@@ -584,7 +618,11 @@ class SCCROSS(ModelFileMixin, SCCROSSGenerationMixin, BaseModelClass):
         if key is not None and key in adata.obs:
             codes = categories.get_indexer(adata.obs[key].astype(str))
             if (codes < 0).any():
-                logger.warning("query batches not seen in training are decoded as batch %r", categories[0])
+                logger.warning(
+                    "query batches not seen in training are decoded as batch %r; map the query with "
+                    "SCCROSS.load_query_data to give its batches their own decoder parameters",
+                    categories[0],
+                )
             codes = np.where(codes < 0, 0, codes)
         else:
             codes = np.zeros(adata.n_obs, dtype=np.int64)
@@ -600,7 +638,7 @@ class SCCROSS(ModelFileMixin, SCCROSSGenerationMixin, BaseModelClass):
         features, in any order, in the registered layer.
         """
         self._check_modality(modality)
-        if adata is None and self.adata_manager is not None:
+        if adata is None and self.adata_manager is not None and modality in self.adata.mod:
             source = self.adata.mod[modality]
             X = self.adata_manager.get_from_registry(data_key(modality))
             codes = np.asarray(self.adata_manager.get_from_registry(batch_key(modality))).ravel()

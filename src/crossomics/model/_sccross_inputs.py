@@ -13,12 +13,16 @@ import numpy as np
 import pandas as pd
 import torch
 from anndata import AnnData
+from scvi.data import AnnDataManager, fields
+from scvi.data._manager import AnnDataManagerValidationCheck
 
 from crossomics import pp
+from crossomics._validation import check_counts, check_finite, check_no_empty_cells, get_matrix
 from crossomics.nn._likelihoods import COUNT_LIKELIHOODS
 from crossomics.nn._transforms import GeneSetScores, ReferenceGraphConvolution, to_torch_rows
 from crossomics.pp._common_gene_space import CommonGeneProjection
 from crossomics.pp._input_transforms import StandardizedPCA, top_right_singular_vectors
+from crossomics.train._multimodal_data import batch_key, data_key
 
 logger = logging.getLogger(__name__)
 
@@ -194,15 +198,29 @@ def infer_kind(modality: str, adata: AnnData) -> str:
 
 
 def pair_rows(
-    obsmap: dict[str, np.ndarray], modalities: list[str]
+    adatas: dict[str, AnnData], modalities: list[str]
 ) -> dict[tuple[str, str], tuple[np.ndarray, np.ndarray]]:
-    """Rows of truly paired cells for every modality pair, from ``mdata.obsmap`` (1-based, 0 = absent)."""
+    """Rows of truly paired cells for every modality pair: cells that share an ``obs_name``.
+
+    Read from the modalities' own ``obs_names`` every time, never from ``mdata.obsmap``, which
+    goes stale when a modality is filtered without ``mdata.update()`` and then pairs different
+    cells. Cell names must be unique within each modality.
+    """
+    for m in modalities:
+        names = adatas[m].obs_names
+        if not names.is_unique:
+            duplicated = list(names[names.duplicated()].unique()[:3])
+            raise ValueError(
+                f"modality {m!r} has duplicated cell names (e.g. {duplicated}); cells are paired across "
+                f"modalities by name, so call mdata.mod[{m!r}].obs_names_make_unique() first"
+            )
     pairs = {}
     for i, h in enumerate(modalities):
         for j in modalities[i + 1 :]:
-            both = (obsmap[h] > 0) & (obsmap[j] > 0)
+            rows_j = adatas[j].obs_names.get_indexer(adatas[h].obs_names)
+            both = rows_j >= 0
             if both.any():
-                pairs[(h, j)] = (obsmap[h][both] - 1, obsmap[j][both] - 1)
+                pairs[(h, j)] = (np.flatnonzero(both), rows_j[both])
     return pairs
 
 
@@ -235,3 +253,43 @@ def feature_alignment(reference: pd.Index, query: pd.Index, name: str, modality:
             f"adata[:, model.feature_names_[{modality!r}]] after adding any missing ones"
         )
     return query.get_indexer(reference)
+
+
+def check_modality_data(
+    modality: str, adata: AnnData, layer: str | None, likelihood: str, batch_key_name: str | None
+) -> None:
+    """The checks every modality's data passes before it is registered (training or query)."""
+    X = get_matrix(adata, layer, name=f"modality {modality!r}")
+    where = f"modality {modality!r} " + (f"layer {layer!r}" if layer else ".X")
+    check_finite(X, where)
+    if likelihood in COUNT_LIKELIHOODS:
+        check_counts(
+            X,
+            where,
+            hint=f"; the {likelihood!r} likelihood needs raw counts (pass likelihoods={{{modality!r}: 'normal'}} "
+            "for normalised data)",
+        )
+        check_no_empty_cells(X, where)
+    if batch_key_name is not None and batch_key_name not in adata.obs:
+        raise ValueError(f"batch key {batch_key_name!r} is not a column of mdata.mod[{modality!r}].obs")
+
+
+def data_manager(modalities, layers, likelihoods, batch_keys, setup_method_args: dict) -> AnnDataManager:
+    """The scvi-tools manager of the data matrix and batch codes of each of ``modalities``."""
+    anndata_fields = []
+    for m in modalities:
+        anndata_fields.append(
+            fields.MuDataLayerField(
+                data_key(m),
+                layers[m],
+                mod_key=m,
+                is_count_data=likelihoods[m] in COUNT_LIKELIHOODS,
+                mod_required=True,
+            )
+        )
+        anndata_fields.append(fields.MuDataCategoricalObsField(batch_key(m), batch_keys[m], mod_key=m))
+    return AnnDataManager(
+        fields=anndata_fields,
+        setup_method_args=setup_method_args,
+        validation_checks=AnnDataManagerValidationCheck(check_fully_paired_mudata=False),
+    )

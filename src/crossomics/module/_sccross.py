@@ -131,6 +131,12 @@ class SCCROSSModule(BaseModuleClass):
             self.data_discriminator[m] = Discriminator(n_projection, 1)
         self.latent_discriminator = Discriminator(n_latent, len(self.modalities))
 
+    def add_batches(self, n_new: dict[str, int]) -> None:
+        """Append ``n_new[m]`` batches to modality ``m``'s decoder (reference mapping)."""
+        for m, n in n_new.items():
+            if n:
+                self.likelihood[m].add_batches(n)
+
     # ------------------------------------------------------------------ parameter groups
     def generator_parameters(self):
         """Parameters of encoders, decoders and aligners (optimised by the VAE optimiser)."""
@@ -244,7 +250,12 @@ class SCCROSSModule(BaseModuleClass):
         return kl_standard_normal(mean, log_var).mean() / self.n_features[modality]
 
     def generator_losses(
-        self, tensors: dict, stage: int, encoded: dict | None = None, paired_modalities: set | None = None
+        self,
+        tensors: dict,
+        stage: int,
+        encoded: dict | None = None,
+        paired_modalities: set | None = None,
+        align: bool = True,
     ) -> dict:
         """Losses of the generator (encoders, decoders, aligners) for one step.
 
@@ -255,6 +266,8 @@ class SCCROSSModule(BaseModuleClass):
         :meth:`adversarial_losses`. Returns a dict of scalar tensors with key ``"loss"``.
         ``paired_modalities`` names modality pairs ``(h, j)`` with true pairs in the data when the
         batch itself carries none (validation), so they take no prior anchors there either.
+        ``align=False`` leaves out every alignment term (MNN prior, anchors, pairs): the
+        stage-2 ELBO alone, which reference mapping fine-tunes against the frozen joint space.
         """
         present = [m for m in self.modalities if m in tensors]
         encoded = encoded if encoded is not None else self.inference(tensors)
@@ -275,7 +288,7 @@ class SCCROSSModule(BaseModuleClass):
             reconstruction = reconstruction + self._reconstruction(m, x, params)
         out = {"reconstruction": reconstruction, "kl": kl}
         loss = reconstruction + kl
-        if stage == 2:
+        if stage == 2 and align:
             out["mnn"] = self.mnn_loss(
                 {m: encoded[m]["z_embedding"] for m in present}, {m: tensors[m][PRIOR_KEY] for m in present}
             )

@@ -156,6 +156,18 @@ class BatchAffineLikelihood(nn.Module):
             zero = (n_cells - nonzero + 0.5) / (n_cells + 1.0)
             self.zi_linear.bias.copy_(torch.as_tensor(_logit(zero), dtype=self.zi_linear.bias.dtype))
 
+    def batch_tables(self) -> dict[str, nn.Parameter]:
+        """The batch-specific parameters, each of shape ``(n_batches, n_features)``."""
+        names = ("log_alpha", "beta", "log_theta", "log_scale")
+        return {name: getattr(self, name) for name in names if hasattr(self, name)}
+
+    @torch.no_grad()
+    def add_batches(self, n_new: int) -> None:
+        """Append ``n_new`` batches (reference mapping), each starting at the mean of the known ones."""
+        for name, table in self.batch_tables().items():
+            new_rows = table.mean(0, keepdim=True).expand(n_new, -1)
+            setattr(self, name, nn.Parameter(torch.cat([table, new_rows])))
+
     def params(self, hidden: torch.Tensor, batch: torch.Tensor, library: torch.Tensor) -> dict:
         """Likelihood parameters for cells with decoder activations ``hidden``.
 

@@ -11,10 +11,11 @@ from ._gene_sets import gene_set_membership, gene_set_scores, read_gmt
 from ._input_transforms import LSITransform, PCATransform, fit_lsi, fit_pca, lsi
 from ._mnn import mnn_correct
 from ._mnn_prior import metacell_labels, mnn_prior
-from ._peaks import parse_peaks, peak_to_gene_matrix
+from ._peaks import check_genome, parse_peaks, peak_overlap_map, peak_to_gene_matrix
 
 __all__ = [
     "CommonGeneSpace",
+    "check_genome",
     "LSITransform",
     "PCATransform",
     "common_gene_maps",
@@ -30,6 +31,7 @@ __all__ = [
     "mnn_correct",
     "mnn_prior",
     "parse_peaks",
+    "peak_overlap_map",
     "peak_to_gene_matrix",
     "read_gmt",
 ]

@@ -143,6 +143,20 @@ def gene_windows(
     )
 
 
+def canonical_chromosomes(chroms) -> np.ndarray:
+    """Chromosome names with UCSC (``chr1``, ``chrM``) and Ensembl (``1``, ``MT``) styles made one.
+
+    The ``chr`` prefix is dropped and the mitochondrial ``M`` becomes ``MT``, so peaks named
+    ``1:100-200`` (Ensembl, as 10x writes for some references) meet a UCSC annotation.
+    """
+    names = (
+        pd.Series(np.asarray(chroms, dtype=object))
+        .astype(str)
+        .str.replace(r"^chr", "", case=False, regex=True)
+    )
+    return names.replace({"M": "MT"}).to_numpy(dtype=object)
+
+
 def _packed_positions(chrom_codes: np.ndarray, positions: np.ndarray) -> np.ndarray:
     return chrom_codes.astype(np.int64) * _CHROM_SHIFT + positions
 
@@ -154,10 +168,14 @@ def _overlapping_pairs(peaks: pd.DataFrame, windows: pd.DataFrame) -> tuple[np.n
     ``end > ws``; since ``end <= start + max_width``, only peaks with
     ``ws - max_width < start < we`` need checking, a contiguous run of the sorted peaks.
     """
-    chroms = pd.Index(np.unique(np.concatenate([peaks["chrom"].to_numpy(), windows["chrom"].to_numpy()])))
-    peak_start = _packed_positions(chroms.get_indexer(peaks["chrom"]), peaks["start"].to_numpy())
+    peak_chroms, window_chroms = (
+        canonical_chromosomes(peaks["chrom"]),
+        canonical_chromosomes(windows["chrom"]),
+    )
+    chroms = pd.Index(np.unique(np.concatenate([peak_chroms, window_chroms])))
+    peak_start = _packed_positions(chroms.get_indexer(peak_chroms), peaks["start"].to_numpy())
     peak_end = peak_start + (peaks["end"].to_numpy() - peaks["start"].to_numpy())
-    window_start = _packed_positions(chroms.get_indexer(windows["chrom"]), windows["start"].to_numpy())
+    window_start = _packed_positions(chroms.get_indexer(window_chroms), windows["start"].to_numpy())
     window_end = window_start + (windows["end"].to_numpy() - windows["start"].to_numpy())
 
     order = np.argsort(peak_start, kind="stable")
@@ -241,3 +259,89 @@ def peak_to_gene_matrix(
         shape=(len(peak_table), kept_genes.size),
     )
     return matrix, pd.Index(annotation.index[kept_genes])
+
+
+def peak_overlap_map(
+    query_peaks: AnnData | pd.DataFrame | Sequence[str] | pd.Index,
+    reference_peaks: AnnData | pd.DataFrame | Sequence[str] | pd.Index,
+) -> sp.csr_matrix:
+    """Map peaks of one ATAC run onto the peaks of another by genomic overlap.
+
+    Peak calling gives every 10x run its own peak set, so a query's peaks rarely share names
+    with a reference's. Each query peak is assigned to the reference peak it overlaps most (in
+    bp; the first such peak on a tie), so multiplying a query count matrix by the map sums the
+    counts of all query peaks that fall on each reference peak and counts every read once.
+    Query peaks that overlap no reference peak map nowhere.
+
+    Parameters
+    ----------
+    query_peaks, reference_peaks
+        Anything :func:`parse_peaks` accepts: an ATAC AnnData, its ``var`` or peak names.
+        Both must use the same genome and chromosome names.
+
+    Returns
+    -------
+    ``scipy.sparse.csr_matrix`` float32 of shape ``(n_query_peaks, n_reference_peaks)`` with at
+    most one 1 per row: ``query_counts @ map`` are the query's counts on the reference peaks.
+
+    Examples
+    --------
+    >>> import crossomics as co
+    >>> mapping = co.pp.peak_overlap_map(["chr1:90-150", "chr1:160-210", "chr2:5-9"], ["chr1:100-200"])
+    >>> mapping.toarray()
+    array([[1.],
+           [1.],
+           [0.]], dtype=float32)
+    """
+    query = parse_peaks(query_peaks)
+    reference = parse_peaks(reference_peaks)
+    query_index, reference_index = _overlapping_pairs(query, reference)
+    overlap = np.minimum(query["end"].to_numpy()[query_index], reference["end"].to_numpy()[reference_index])
+    overlap = overlap - np.maximum(
+        query["start"].to_numpy()[query_index], reference["start"].to_numpy()[reference_index]
+    )
+    # per query peak, the pair of largest overlap: sort by (query, -overlap, reference), keep the first
+    order = np.lexsort((reference_index, -overlap, query_index))
+    query_index, reference_index = query_index[order], reference_index[order]
+    first = np.r_[True, query_index[1:] != query_index[:-1]] if query_index.size else np.zeros(0, bool)
+    return sp.csr_matrix(
+        (np.ones(int(first.sum()), dtype=np.float32), (query_index[first], reference_index[first])),
+        shape=(len(query), len(reference)),
+    )
+
+
+def check_genome(peaks: AnnData | pd.DataFrame | Sequence[str] | pd.Index, annotation, where: str) -> None:
+    """Refuse an annotation on which fewer than half of the peaks fall in a gene's window.
+
+    ATAC peaks lie mostly in gene bodies and promoters: with the right genome 98% of the mouse
+    cortex peaks and 84% of the BMMC peaks overlap a gene window (2 kb upstream plus the body),
+    with the other genome 45% and 38%. Below one half the error names the bundled genome that
+    fits the peaks better, when one does.
+    """
+    from crossomics.datasets import gene_annotation
+
+    peak_table = parse_peaks(peaks)
+
+    def coverage(table: pd.DataFrame) -> float:
+        hits, _ = _overlapping_pairs(peak_table, gene_windows(table, upstream=2000))
+        return np.unique(hits).size / max(len(peak_table), 1)
+
+    given = coverage(resolve_annotation(annotation))
+    if given >= 0.5:
+        return
+    name = annotation if isinstance(annotation, str) else "the gene annotation given"
+    others = {g: coverage(gene_annotation(g)) for g in ("mm10", "hg38")}
+    best = max(others, key=others.get)
+    if others[best] >= 0.5:
+        hint = (
+            f"with {best!r} {others[best]:.0%} do: the data look like {best}; pass gene_annotation={best!r}"
+        )
+    else:
+        hint = (
+            f"neither bundled genome fits better (mm10 {others['mm10']:.0%}, hg38 {others['hg38']:.0%}); "
+            "check the genome and chromosome names, or pass the matching gene-body table"
+        )
+    raise ValueError(
+        f"only {given:.0%} of the {len(peak_table)} peaks of {where} overlap a gene of {name} (a gene "
+        f"body or the 2 kb upstream of it; with the right genome it is most peaks); {hint}"
+    )

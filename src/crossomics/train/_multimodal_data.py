@@ -3,7 +3,7 @@
 scvi-tools' ``DataSplitter`` indexes one table of cells; an unpaired MuData has one table per
 modality. Each modality therefore gets its own loader over its own rows, and Lightning's
 ``CombinedLoader`` (``max_size_cycle``) draws one batch from every modality per step, so small
-modalities are cycled rather than starved. Truly paired cells (``mdata.obsmap``) get an extra
+modalities are cycled rather than starved. Truly paired cells (shared ``obs_names``) get an extra
 loader that yields the same cells in every modality of a pair.
 """
 

@@ -141,3 +141,98 @@ class SCCROSSTrainingPlan(pl.LightningModule):
             self.stage_two_start = self.current_epoch + 1
         else:
             self.trainer.should_stop = True
+
+
+class SCCROSSQueryPlan(SCCROSSTrainingPlan):
+    """Fine-tuning of a reference model on query cells (reference mapping, scArches-style).
+
+    Only the query's new decoder batches train, plus the modality encoders when
+    ``train_encoders=True``; everything else, the aligners and decoders that define the joint
+    space included, stays frozen, and frozen layers stay in evaluation mode, so their BatchNorm
+    statistics are not moved by the query. The loss is the stage-2 ELBO of the query cells
+    (``x -> z_k -> z -> z_k -> x``) without alignment terms: a frozen decoder only reconstructs
+    the query well from latents where the reference put such cells, which is what keeps
+    fine-tuned encoders in the reference's joint space.
+
+    Parameters
+    ----------
+    module
+        The reference module with the query's batches appended.
+    n_reference_batches
+        Per modality, how many leading rows of the batch tables belong to the reference (they
+        stay fixed).
+    train_encoders
+        Also fine-tune the modality encoders.
+    **kwargs
+        As :class:`SCCROSSTrainingPlan` (``lr``, ``gradient_clip``, early stopping).
+    """
+
+    def __init__(
+        self,
+        module: SCCROSSModule,
+        n_reference_batches: dict[str, int],
+        train_encoders: bool = False,
+        **kwargs,
+    ):
+        super().__init__(module, pretrain_epochs=0, **kwargs)
+        self.n_reference_batches = dict(n_reference_batches)
+        self.train_encoders = train_encoders
+        self.batch_tables = [
+            (table, self.n_reference_batches[m])
+            for m in self.n_reference_batches
+            for table in module.likelihood[m].batch_tables().values()
+            if table.shape[0] > self.n_reference_batches[m]
+        ]
+        trainable = [table for table, _ in self.batch_tables]
+        if train_encoders:
+            trainable += [p for m in self.n_reference_batches for p in module.encoder[m].parameters()]
+        if not trainable:
+            raise ValueError(
+                "the query adds no new batch and train_encoders=False, so nothing would be fine-tuned; "
+                "the reference model already maps these cells (get_latent_representation, "
+                "transfer_labels), or pass train_encoders=True"
+            )
+        for p in module.parameters():
+            p.requires_grad_(False)
+        for p in trainable:
+            p.requires_grad_(True)
+        self.trainable = trainable
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self.module.eval()
+        if mode and self.train_encoders:
+            for m in self.n_reference_batches:
+                self.module.encoder[m].train()
+        return self
+
+    def configure_optimizers(self):
+        return torch.optim.RMSprop(self.trainable, lr=self.lr, weight_decay=0.0, momentum=0.0)
+
+    def training_step(self, batch, batch_idx):
+        tensors = nest_pairs(batch)
+        tensors.pop("pairs", None)
+        optimizer = self.optimizers()
+        losses = self.module.generator_losses(tensors, stage=2, align=False)
+        optimizer.zero_grad(set_to_none=True)
+        self.manual_backward(losses["loss"])
+        for table, n_reference in self.batch_tables:
+            # the reference's own batches are part of the frozen reference
+            table.grad[:n_reference] = 0.0
+        self.clip_gradients(optimizer, gradient_clip_val=self.gradient_clip, gradient_clip_algorithm="norm")
+        optimizer.step()
+        n_cells = sum(v["x"].shape[0] for v in tensors.values())
+        for name, value in losses.items():
+            self.log(f"train_{name}", value, on_epoch=True, on_step=False, batch_size=n_cells)
+
+    def validation_step(self, batch, batch_idx):
+        tensors = nest_pairs(batch)
+        tensors.pop("pairs", None)
+        losses = self.module.generator_losses(tensors, stage=2, align=False)
+        self._validation_losses.append(losses["loss"].detach())
+        n_cells = sum(v["x"].shape[0] for v in tensors.values())
+        self.log("validation_loss", losses["loss"], on_epoch=True, on_step=False, batch_size=n_cells)
+
+    def on_train_end(self):
+        for p in self.module.parameters():
+            p.requires_grad_(True)
