@@ -75,3 +75,30 @@ def check_nonnegative(X, name: str, hint: str = "") -> None:
     values = _values(X)
     if values.size and values.min() < 0:
         raise ValueError(f"{name} has negative values; non-negative data are required{hint}")
+
+
+def check_positive_int(value, name: str, example: int) -> None:
+    """Refuse anything but a positive integer (``True``, ``2.5``, ``0`` and ``-1`` included)."""
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+        raise ValueError(f"{name}={value!r}; pass a positive integer (e.g. {name}={example})")
+
+
+def check_indices(indices, n_rows: int, name: str) -> np.ndarray:
+    """Row positions from integer positions or a boolean mask, checked against ``n_rows``."""
+    indices = np.asarray(indices)
+    if indices.dtype == bool:
+        if indices.shape != (n_rows,):
+            raise ValueError(
+                f"{name}: a boolean mask must have one entry per cell ({n_rows}), not {indices.shape}"
+            )
+        return np.flatnonzero(indices)
+    if indices.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    if indices.ndim != 1 or indices.dtype.kind not in "iu":
+        raise ValueError(
+            f"{name}: indices must be integer row positions or a boolean mask, got dtype {indices.dtype}"
+        )
+    out_of_range = indices[(indices < -n_rows) | (indices >= n_rows)]
+    if out_of_range.size:
+        raise ValueError(f"{name}: indices {out_of_range[:3].tolist()} are outside the {n_rows} cells")
+    return indices

@@ -428,3 +428,17 @@ def test_pairs_follow_cell_names_even_when_obsmap_is_stale():
     model = co.SCCROSS(mdata, n_hidden=16, n_latent=4, n_components=8, n_graph_reference=200)
     model.train(max_epochs=1, pretrain_epochs=0, batch_size=128, **FAST)
     assert model.n_pairs_ == {"rna:atac": 299}
+
+
+def test_missing_batches_and_empty_modalities_are_clear_errors():
+    mdata = co.datasets.bmmc_multiome()
+    batches = mdata.mod["rna"].obs["batch"].astype(object)
+    batches.iloc[3] = np.nan
+    mdata.mod["rna"].obs["batch"] = batches
+    snapshot = _snapshot(mdata)
+    with pytest.raises(ValueError, match=r"1 cells of mdata.mod\['rna'\] have no batch in .obs\['batch'\]"):
+        co.SCCROSS.setup_mudata(mdata, modalities=["rna", "atac"], gene_annotation="hg38", batch_keys="batch")
+    _assert_unchanged(mdata, snapshot)
+    empty = _mudata({"rna": mdata.mod["rna"][:0].copy(), "atac": mdata.mod["atac"].copy()})
+    with pytest.raises(ValueError, match="modality 'rna' has 0 cells and 600 features"):
+        co.SCCROSS.setup_mudata(empty, modalities=["rna", "atac"], gene_annotation="hg38")

@@ -181,6 +181,50 @@ def test_cross_generate_rejects_a_library_size_that_is_not_positive(trained, lib
 def test_train_rejects_fewer_than_one_epoch(trained, max_epochs):
     _, model = trained
     before = {k: v.clone() for k, v in model.module.state_dict().items()}
-    with pytest.raises(ValueError, match="at least one epoch"):
+    with pytest.raises(ValueError, match=rf"max_epochs={max_epochs!r}; pass a positive integer"):
         model.train(max_epochs=max_epochs)
     assert all(torch.equal(before[k], v) for k, v in model.module.state_dict().items())
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (
+            lambda m: m.simulate(groupby="cell_type", group="CD8+ T", n_cells=2.5),
+            r"n_cells=2.5; pass a positive",
+        ),
+        (lambda m: m.simulate(groupby="cell_type", group="CD8+ T", n_cells=0), r"n_cells=0; pass a positive"),
+        (lambda m: m.cross_generate("rna", "atac", n_samples=True), r"n_samples=True; pass a positive"),
+        (
+            lambda m: m.perturb(
+                "rna",
+                genes=None,
+                groupby="cell_type",
+                perturb_group="CD14+ Mono",
+                reference_group="CD8+ T",
+                max_cells=0,
+            ),
+            r"max_cells=0; pass a positive",
+        ),
+        (
+            lambda m: m.get_latent_representation("rna", indices=[0.5, 1.0]),
+            "integer row positions or a boolean mask",
+        ),
+        (lambda m: m.get_latent_representation("rna", indices=[10**6]), r"indices \[1000000\] are outside"),
+    ],
+)
+def test_count_arguments_are_checked(trained, call, message):
+    _, model = trained
+    with pytest.raises(ValueError, match=message):
+        call(model)
+
+
+def test_no_indices_give_no_cells(trained):
+    _, model = trained
+    assert model.get_latent_representation("rna", indices=[]).shape == (0, model.module.n_latent)
+    mask = np.zeros(model.adata.mod["rna"].n_obs, dtype=bool)
+    mask[[2, 5]] = True
+    np.testing.assert_allclose(
+        model.get_latent_representation("rna", indices=mask),
+        model.get_latent_representation("rna", indices=[2, 5]),
+    )

@@ -17,7 +17,14 @@ from scvi.model.base import BaseModelClass
 from scvi.train import TrainRunner
 
 from crossomics import pp
-from crossomics._validation import check_counts, check_finite, check_no_empty_cells, get_matrix
+from crossomics._validation import (
+    check_counts,
+    check_finite,
+    check_indices,
+    check_no_empty_cells,
+    check_positive_int,
+    get_matrix,
+)
 from crossomics.datasets._loaders import genome_from_var, genome_name
 from crossomics.model._artifact import ModelFileMixin, describe_transform, rebuild_transform
 from crossomics.model._sccross_generation import SCCROSSGenerationMixin
@@ -417,8 +424,7 @@ class SCCROSS(ModelFileMixin, SCCROSSQueryMixin, SCCROSSGenerationMixin, BaseMod
         is_query = self.reference_batches_ is not None
         if max_epochs is None:
             max_epochs = 20 if is_query else 100
-        if isinstance(max_epochs, bool) or not isinstance(max_epochs, int) or max_epochs < 1:
-            raise ValueError(f"max_epochs={max_epochs!r}; training needs at least one epoch (e.g. 100)")
+        check_positive_int(max_epochs, "max_epochs", 100)
         if pretrain_epochs is None:
             pretrain_epochs = 0 if is_query else int(round(0.4 * max_epochs))
         if not 0 <= pretrain_epochs <= max_epochs:
@@ -648,7 +654,7 @@ class SCCROSS(ModelFileMixin, SCCROSSQueryMixin, SCCROSSGenerationMixin, BaseMod
             X, codes = self._aligned_matrix(modality, source, where)
         X = sp.csr_matrix(X) if sp.issparse(X) else np.asarray(X)
         if indices is not None:
-            indices = np.asarray(indices)
+            indices = check_indices(indices, X.shape[0], f"indices of modality {modality!r}")
             X, codes, source = X[indices], codes[indices], source[indices]
         return X, source, codes
 

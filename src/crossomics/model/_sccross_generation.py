@@ -18,6 +18,8 @@ from anndata import AnnData
 from mudata import MuData
 from tqdm.auto import tqdm
 
+from crossomics._validation import check_positive_int
+
 _OUTPUTS = ("counts", "normalized", "mean", "detection")
 # cells per forward pass of cross_generate (defaults). Expected values are decoded in place in
 # row blocks, so a larger pass only saves per-pass overhead (RNA -> ATAC, 10,309 cortex cells,
@@ -274,8 +276,7 @@ class SCCROSSGenerationMixin:
         self._check_output(output, [target])
         if precision not in ("float32", "bfloat16"):
             raise ValueError(f"precision={precision!r}; choose 'float32' or 'bfloat16'")
-        if n_samples < 1:
-            raise ValueError(f"n_samples={n_samples} must be >= 1")
+        check_positive_int(n_samples, "n_samples", 1)
         X, source_adata, _ = self._modality_data(source, adata, indices)
         own_library = np.asarray(X.sum(1)).ravel() if source == target else None
         library = self._target_library(target, library_size, X.shape[0], own_library)
@@ -382,8 +383,7 @@ class SCCROSSGenerationMixin:
         for m in modalities:
             self._check_modality(m)
         self._check_output(output, modalities)
-        if n_cells < 1:
-            raise ValueError(f"n_cells={n_cells} must be >= 1")
+        check_positive_int(n_cells, "n_cells", 500)
         if posterior_from is None:
             posterior_from = list(self.modalities_)
         elif isinstance(posterior_from, str):
@@ -543,6 +543,8 @@ class SCCROSSGenerationMixin:
         if missing:
             raise ValueError(f"{len(missing)} genes are not features of {modality!r}: {missing[:5]}")
         gene_index = features.get_indexer(gene_list)
+        if max_cells is not None:
+            check_positive_int(max_cells, "max_cells", 1000)
         rng = np.random.default_rng(seed)
         perturb_rows = np.flatnonzero(labels.to_numpy() == str(perturb_group))
         if max_cells is not None and len(perturb_rows) > max_cells:

@@ -259,6 +259,11 @@ def check_modality_data(
     modality: str, adata: AnnData, layer: str | None, likelihood: str, batch_key_name: str | None
 ) -> None:
     """The checks every modality's data passes before it is registered (training or query)."""
+    if adata.n_obs == 0 or adata.n_vars == 0:
+        raise ValueError(
+            f"modality {modality!r} has {adata.n_obs} cells and {adata.n_vars} features; every modality "
+            "needs cells and features (leave an unmeasured modality out of modalities=)"
+        )
     X = get_matrix(adata, layer, name=f"modality {modality!r}")
     where = f"modality {modality!r} " + (f"layer {layer!r}" if layer else ".X")
     check_finite(X, where)
@@ -272,6 +277,12 @@ def check_modality_data(
         check_no_empty_cells(X, where)
     if batch_key_name is not None and batch_key_name not in adata.obs:
         raise ValueError(f"batch key {batch_key_name!r} is not a column of mdata.mod[{modality!r}].obs")
+    if batch_key_name is not None and adata.obs[batch_key_name].isna().any():
+        n_missing = int(adata.obs[batch_key_name].isna().sum())
+        raise ValueError(
+            f"{n_missing} cells of mdata.mod[{modality!r}] have no batch in .obs[{batch_key_name!r}] (NaN); "
+            "fill them with a batch name (e.g. 'unknown') or drop those cells"
+        )
 
 
 def data_manager(modalities, layers, likelihoods, batch_keys, setup_method_args: dict) -> AnnDataManager:
