@@ -77,10 +77,11 @@ def check_nonnegative(X, name: str, hint: str = "") -> None:
         raise ValueError(f"{name} has negative values; non-negative data are required{hint}")
 
 
-def check_positive_int(value, name: str, example: int) -> None:
-    """Refuse anything but a positive integer (``True``, ``2.5``, ``0`` and ``-1`` included)."""
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-        raise ValueError(f"{name}={value!r}; pass a positive integer (e.g. {name}={example})")
+def check_positive_int(value, name: str, example: int, minimum: int = 1, why: str = "") -> None:
+    """Refuse anything but an integer of at least ``minimum`` (``True``, ``2.5``, ``0`` included)."""
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
+        wanted = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+        raise ValueError(f"{name}={value!r}; pass {wanted}{why} (e.g. {name}={example})")
 
 
 def check_indices(indices, n_rows: int, name: str) -> np.ndarray:

@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import scvi
+import torch
 
 import crossomics as co
 from crossomics.model import MINNET
@@ -168,3 +169,18 @@ def test_setup_errors_name_the_problem(small):
         )
     with pytest.raises(ValueError, match="MINNET trains on paired cells"):
         MINNET.setup_mudata(unpaired, modalities=["rna", "atac"], labels_key="cell_type")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"batch_size": 2}, r"batch_size=2; pass an integer >= 3"),
+        ({"max_epochs": 0}, r"max_epochs=0; pass a positive"),
+    ],
+)
+def test_training_that_would_train_nothing_is_refused(trained, kwargs, message):
+    model, _, _ = trained
+    before = {k: v.clone() for k, v in model.module.state_dict().items()}
+    with pytest.raises(ValueError, match=message):
+        model.train(**kwargs)
+    assert all(torch.equal(before[k], v) for k, v in model.module.state_dict().items())

@@ -228,3 +228,18 @@ def test_no_indices_give_no_cells(trained):
         model.get_latent_representation("rna", indices=mask),
         model.get_latent_representation("rna", indices=[2, 5]),
     )
+
+
+def test_an_untrained_model_warns_before_generating():
+    mdata = co.datasets.bmmc_multiome()[:200].copy()
+    co.SCCROSS.setup_mudata(mdata, modalities=["rna", "atac"], gene_annotation="hg38")
+    model = co.SCCROSS(mdata, n_hidden=16, n_latent=4, n_components=8, n_graph_reference=200)
+    for call in (
+        lambda: model.cross_generate("atac", "rna"),
+        lambda: model.simulate(groupby="cell_type", group="CD8+ T", n_cells=5),
+        lambda: model.perturb(
+            "rna", genes=None, groupby="cell_type", perturb_group="CD14+ Mono", reference_group="CD8+ T"
+        ),
+    ):
+        with pytest.warns(UserWarning, match="untrained model"):
+            call()

@@ -17,7 +17,7 @@ from scvi.data import AnnDataManager, fields
 from scvi.model.base import BaseModelClass
 from scvi.train import TrainRunner
 
-from crossomics._validation import check_counts, get_matrix
+from crossomics._validation import check_counts, check_positive_int, get_matrix
 from crossomics.datasets._loaders import genome_name
 from crossomics.model._artifact import ModelFileMixin, is_table, table_from_plain
 from crossomics.model._minnet_checks import (
@@ -33,7 +33,7 @@ from crossomics.nn._minnet_inputs import ModalityInput, fit_modality_input, stan
 from crossomics.pp._peaks import check_genome
 from crossomics.train._graph_margin import GraphDistances, margin_graph
 from crossomics.train._minnet import MINNETTrainingPlan
-from crossomics.train._minnet_pairs import SiamesePairDataModule, SiamesePairDataset
+from crossomics.train._minnet_pairs import MIN_BATCH_CELLS, SiamesePairDataModule, SiamesePairDataset
 
 logger = logging.getLogger(__name__)
 
@@ -458,6 +458,14 @@ class MINNET(ModelFileMixin, MINNETOutputsMixin, BaseModelClass):
                 "this MINNET model was loaded from a file and holds no registered training data; "
                 "train a new model (MINNET.setup_mudata(mdata, ...); MINNET(mdata)) to train"
             )
+        check_positive_int(max_epochs, "max_epochs", 50)
+        check_positive_int(
+            batch_size,
+            "batch_size",
+            256,
+            minimum=MIN_BATCH_CELLS,
+            why=": negative pairs form within a minibatch",
+        )
         labels = self.adata_manager.get_from_registry(REGISTRY_KEYS.LABELS_KEY).ravel()
         dataset = SiamesePairDataset(
             self._registered_inputs(),

@@ -274,6 +274,7 @@ class SCCROSSGenerationMixin:
         """
         self._check_modality(target)
         self._check_output(output, [target])
+        self._check_if_trained(warn=True)
         if precision not in ("float32", "bfloat16"):
             raise ValueError(f"precision={precision!r}; choose 'float32' or 'bfloat16'")
         check_positive_int(n_samples, "n_samples", 1)
@@ -383,6 +384,7 @@ class SCCROSSGenerationMixin:
         for m in modalities:
             self._check_modality(m)
         self._check_output(output, modalities)
+        self._check_if_trained(warn=True)
         check_positive_int(n_cells, "n_cells", 500)
         if posterior_from is None:
             posterior_from = list(self.modalities_)
@@ -531,6 +533,7 @@ class SCCROSSGenerationMixin:
             )
         if target is not None:
             self._check_modality(target)
+        self._check_if_trained(warn=True)
         query = adata
         adata = self._data_of(modality, query)
         labels = _obs_values(adata, groupby, f"mdata.mod[{modality!r}]")
