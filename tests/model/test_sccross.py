@@ -442,3 +442,13 @@ def test_missing_batches_and_empty_modalities_are_clear_errors():
     empty = _mudata({"rna": mdata.mod["rna"][:0].copy(), "atac": mdata.mod["atac"].copy()})
     with pytest.raises(ValueError, match="modality 'rna' has 0 cells and 600 features"):
         co.SCCROSS.setup_mudata(empty, modalities=["rna", "atac"], gene_annotation="hg38")
+
+
+def test_pairing_can_be_turned_off():
+    mdata = co.datasets.bmmc_multiome()[:200].copy()
+    co.SCCROSS.setup_mudata(mdata, modalities=["rna", "atac"], gene_annotation="hg38", paired=False)
+    model = co.SCCROSS(mdata, n_hidden=16, n_latent=4, n_components=8, n_graph_reference=200)
+    model.train(max_epochs=1, pretrain_epochs=0, batch_size=128, **FAST)
+    assert model.n_pairs_ == {}
+    with pytest.raises(ValueError, match="paired='yes'; pass True"):
+        co.SCCROSS.setup_mudata(mdata, modalities=["rna", "atac"], gene_annotation="hg38", paired="yes")

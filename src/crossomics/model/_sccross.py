@@ -288,6 +288,7 @@ class SCCROSS(ModelFileMixin, SCCROSSQueryMixin, SCCROSSGenerationMixin, BaseMod
         kinds: Mapping[str, str] | None = None,
         gene_annotation: str | pd.DataFrame | None = None,
         protein_to_gene: Mapping[str, str] | None = None,
+        paired: bool = True,
         **kwargs,
     ):
         """Register a MuData for SCCROSS.
@@ -326,6 +327,12 @@ class SCCROSS(ModelFileMixin, SCCROSSQueryMixin, SCCROSSGenerationMixin, BaseMod
             ``chr1`` are the same.
         protein_to_gene
             Antibody -> gene symbol table for protein modalities (default: name matching).
+        paired
+            Cells of two modalities that share an ``obs_name`` are one cell measured twice (true
+            pairs: an alignment and a translation term). Setup logs how many there are, and
+            training finds them again from the names, so a filtered modality never pairs the
+            wrong cells. ``False`` treats every cell as unpaired, e.g. when names repeat across
+            modalities by chance.
         """
         setup_method_args = cls._get_setup_method_args(**locals())
         modalities = list(modalities)
@@ -361,8 +368,11 @@ class SCCROSS(ModelFileMixin, SCCROSSQueryMixin, SCCROSSGenerationMixin, BaseMod
             if kinds[m] == "atac":
                 pp.check_genome(adata, gene_annotation, f"modality {m!r}")
         setup_method_args["setup_args"]["gene_annotation"] = gene_annotation
-        for (h, j), (rows, _) in pair_rows({m: mdata.mod[m] for m in modalities}, modalities).items():
-            logger.info("%d cells are paired between %r and %r (shared obs_names)", len(rows), h, j)
+        if not isinstance(paired, bool):
+            raise ValueError(f"paired={paired!r}; pass True (pair cells by shared obs_names) or False")
+        if paired:
+            for (h, j), (rows, _) in pair_rows({m: mdata.mod[m] for m in modalities}, modalities).items():
+                logger.info("%d cells are paired between %r and %r (shared obs_names)", len(rows), h, j)
         setup_method_args["setup_args"].update(
             modalities=modalities, layers=layers, likelihoods=likelihoods, batch_keys=batch_keys, kinds=kinds
         )
@@ -442,7 +452,10 @@ class SCCROSS(ModelFileMixin, SCCROSSQueryMixin, SCCROSSGenerationMixin, BaseMod
         if not is_query and self.mnn_prior_ is None:
             raise RuntimeError("this model has no MNN prior; construct it with SCCROSS(mdata) to fit one")
         rows = {m: np.arange(mdata.mod[m].n_obs) for m in modalities}
-        pairs = {} if is_query else pair_rows({m: mdata.mod[m] for m in modalities}, modalities)
+        paired = self.adata_manager.registry["setup_args"].get("paired", True)
+        pairs = (
+            pair_rows({m: mdata.mod[m] for m in modalities}, modalities) if paired and not is_query else {}
+        )
         priors = {
             m: None if is_query else np.asarray(self.mnn_prior_[m], dtype=np.float32) for m in modalities
         }
