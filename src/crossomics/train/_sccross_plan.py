@@ -106,7 +106,14 @@ class SCCROSSTrainingPlan(pl.LightningModule):
         discriminator_optimizer.zero_grad(set_to_none=True)
         self._step_optimizer(generator_optimizer, loss)
         for name, value in losses.items():
-            self.log(f"train_{name}", value, on_epoch=True, on_step=False, batch_size=n_cells)
+            self.log(
+                f"train_{name}",
+                value,
+                on_epoch=True,
+                on_step=False,
+                batch_size=n_cells,
+                prog_bar=name == "loss",
+            )
         self.log("stage", float(stage), on_epoch=True, on_step=False, batch_size=n_cells)
 
     def validation_step(self, batch, batch_idx):
@@ -116,7 +123,9 @@ class SCCROSSTrainingPlan(pl.LightningModule):
         losses = self.module.generator_losses(tensors, self.stage, paired_modalities=paired_modalities)
         self._validation_losses.append(losses["loss"].detach())
         n_cells = sum(v["x"].shape[0] for k, v in tensors.items() if k != "pairs")
-        self.log("validation_loss", losses["loss"], on_epoch=True, on_step=False, batch_size=n_cells)
+        self.log(
+            "validation_loss", losses["loss"], on_epoch=True, on_step=False, batch_size=n_cells, prog_bar=True
+        )
 
     def on_validation_epoch_end(self):
         if not self._validation_losses or self.trainer.sanity_checking:
@@ -223,7 +232,14 @@ class SCCROSSQueryPlan(SCCROSSTrainingPlan):
         optimizer.step()
         n_cells = sum(v["x"].shape[0] for v in tensors.values())
         for name, value in losses.items():
-            self.log(f"train_{name}", value, on_epoch=True, on_step=False, batch_size=n_cells)
+            self.log(
+                f"train_{name}",
+                value,
+                on_epoch=True,
+                on_step=False,
+                batch_size=n_cells,
+                prog_bar=name == "loss",
+            )
 
     def validation_step(self, batch, batch_idx):
         tensors = nest_pairs(batch)
@@ -231,7 +247,9 @@ class SCCROSSQueryPlan(SCCROSSTrainingPlan):
         losses = self.module.generator_losses(tensors, stage=2, align=False)
         self._validation_losses.append(losses["loss"].detach())
         n_cells = sum(v["x"].shape[0] for v in tensors.values())
-        self.log("validation_loss", losses["loss"], on_epoch=True, on_step=False, batch_size=n_cells)
+        self.log(
+            "validation_loss", losses["loss"], on_epoch=True, on_step=False, batch_size=n_cells, prog_bar=True
+        )
 
     def on_train_end(self):
         for p in self.module.parameters():
