@@ -207,7 +207,15 @@ def common_gene_maps(
         universe = np.concatenate([np.asarray(names) for _, names in gene_level.values()] or [[]])
         genes = antibody_genes(adata.var_names, universe, protein_to_gene)
         mapped = np.flatnonzero(pd.notna(genes))
-        logger.info("modality %r: %d of %d antibodies mapped to genes", modality, mapped.size, adata.n_vars)
+        unmapped = list(adata.var_names[pd.isna(genes)])
+        logger.info(
+            "modality %r: %d of %d antibodies mapped to genes of the other modalities; left out of the "
+            "common-gene view (no target gene known or measured; protein_to_gene= maps more): %s",
+            modality,
+            mapped.size,
+            adata.n_vars,
+            ", ".join(unmapped) or "none",
+        )
         selection = sp.csr_matrix(
             (np.ones(mapped.size, dtype=np.float32), (mapped, np.arange(mapped.size))),
             shape=(adata.n_vars, mapped.size),
