@@ -120,13 +120,16 @@ def main() -> None:
     mapping_s = time.perf_counter() - start
     print(f"mapping: {mapping_s:.0f} s", flush=True)
 
-    rows = []
-    for method, z_q, z_r, seconds in (
-        ("reference mapping", z_mapped, latents(mapped, reference), mapping_s),
-        ("from scratch", latents(scratch, query), latents(scratch, reference), scratch_s),
-    ):
-        rows.append({"method": method, **scores(z_q, z_r, query, reference), "seconds": seconds})
-    table = pd.DataFrame(rows)
+    embedded = {  # method: (query latents, reference latents, seconds)
+        "reference mapping": (z_mapped, latents(mapped, reference), mapping_s),
+        "from scratch": (latents(scratch, query), latents(scratch, reference), scratch_s),
+    }
+    table = pd.DataFrame(
+        [
+            {"method": method, **scores(z_q, z_r, query, reference), "seconds": seconds}
+            for method, (z_q, z_r, seconds) in embedded.items()
+        ]
+    )
     for m in MODALITIES:
         truth = query.mod[m].obs[LABEL].astype(str).to_numpy()
         confidence = transferred[m]["confidence"].to_numpy()
@@ -162,18 +165,20 @@ def main() -> None:
         ]
     )
 
-    coordinates, cell_types, groups = {}, None, None
-    for method, model in (("reference mapping", mapped), ("from scratch", scratch)):
-        z_q, z_r = latents(model, query), latents(model, reference)
-        stacked = np.vstack([z_r[m] for m in MODALITIES] + [z_q[m] for m in MODALITIES])
-        coordinates[method] = cm.umap_coordinates(stacked, seed=args.seed)
-        parts = [(reference, "reference"), (query, "query")]
-        cell_types = np.concatenate(
-            [d.mod[m].obs[LABEL].astype(str).to_numpy() for d, _ in parts for m in MODALITIES]
+    # UMAP rows: reference RNA, reference ATAC, query RNA, query ATAC
+    parts = [(reference, "reference", 1), (query, "query", 0)]
+    coordinates = {
+        method: cm.umap_coordinates(
+            np.vstack([z[index][m] for _, _, index in parts for m in MODALITIES]), seed=args.seed
         )
-        groups = np.concatenate(
-            [np.repeat(f"{name} {m}", d.mod[m].n_obs) for d, name in parts for m in MODALITIES]
-        )
+        for method, z in embedded.items()
+    }
+    cell_types = np.concatenate(
+        [d.mod[m].obs[LABEL].astype(str).to_numpy() for d, _, _ in parts for m in MODALITIES]
+    )
+    groups = np.concatenate(
+        [np.repeat(f"{name} {m}", d.mod[m].n_obs) for d, name, _ in parts for m in MODALITIES]
+    )
     cm.save_figure(
         cm.umap_grid(
             coordinates, cell_types, groups, "Mouse cortex: query libraries mapped onto the reference"

@@ -81,18 +81,16 @@ def main() -> None:
     scratch, scratch_s = train(everything, args.epochs, args.seed)
 
     rows = []
-    for method, model, seconds in (
-        ("reference mapping", mapped, mapping_s),
-        ("from scratch", scratch, scratch_s),
+    for method, model, seconds, labelled in (
+        ("reference mapping", mapped, mapping_s, mapped_all),
+        ("from scratch", scratch, scratch_s, accuracy(scratch, query.mod["rna"], reference)),
     ):
         z_query = model.get_latent_representation("rna", adata=query.mod["rna"])
         z_protein = model.get_latent_representation("adt", adata=protein_only)
         rows.append(
             {
                 "method": method,
-                "label transfer (all reference cells)": mapped_all
-                if model is mapped
-                else accuracy(model, query.mod["rna"], reference),
+                "label transfer (all reference cells)": labelled,
                 "label transfer (protein-only cells)": accuracy(
                     model, query.mod["rna"], md.MuData({"adt": protein_only}), ["adt"]
                 ),

@@ -56,7 +56,7 @@ def _matrix_on_reference_features(adata: AnnData, layer, reference_names: pd.Ind
             f"({covered / len(reference_names):.1%}) overlap a query peak, the others are zero, and "
             f"{placed / max(total, 1.0):.1%} of the query's counts fall on reference peaks"
         )
-        return (mapped if sp.issparse(X) else mapped.toarray()), note, covered / len(reference_names)
+        return (mapped if sp.issparse(X) else mapped.toarray()), note
     found = positions >= 0
     # a selection matrix moves each found query column to its reference position; missing ones stay 0
     selection = sp.csr_matrix(
@@ -71,7 +71,7 @@ def _matrix_on_reference_features(adata: AnnData, layer, reference_names: pd.Ind
             f"query modality {modality!r}: {n_missing} of the reference's {len(reference_names)} features "
             f"({n_missing / len(reference_names):.1%}) are missing from the query and are filled with zeros"
         )
-    return out, note, 1.0 - n_missing / len(reference_names)
+    return out, note
 
 
 class SCCROSSQueryMixin:
@@ -137,7 +137,7 @@ class SCCROSSQueryMixin:
         prepared = {}
         for m, adata in data.items():
             layer = reference.layers_[m]
-            X, note, _ = _matrix_on_reference_features(
+            X, note = _matrix_on_reference_features(
                 adata, layer, reference.feature_names_[m], reference.kinds_[m], m
             )
             if note:

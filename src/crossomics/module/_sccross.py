@@ -289,15 +289,13 @@ class SCCROSSModule(BaseModuleClass):
         out = {"reconstruction": reconstruction, "kl": kl}
         loss = reconstruction + kl
         if stage == 2 and align:
-            out["mnn"] = self.mnn_loss(
-                {m: encoded[m]["z_embedding"] for m in present}, {m: tensors[m][PRIOR_KEY] for m in present}
-            )
+            joint = {m: encoded[m]["z_embedding"] for m in present}
+            prior = {m: tensors[m][PRIOR_KEY] for m in present}
+            out["mnn"] = self.mnn_loss(joint, prior)
             loss = loss + self.lambda_mnn * out["mnn"]
             if self.lambda_anchor > 0 and len(present) > 1:
                 out["anchor"] = self.mnn_anchor_loss(
-                    {m: encoded[m]["z_embedding"] for m in present},
-                    {m: tensors[m][PRIOR_KEY] for m in present},
-                    skip=set(tensors.get("pairs") or ()) | set(paired_modalities or ()),
+                    joint, prior, skip=set(tensors.get("pairs") or ()) | set(paired_modalities or ())
                 )
                 loss = loss + self.lambda_anchor * out["anchor"]
             if tensors.get("pairs"):

@@ -75,14 +75,37 @@ class SCCROSSTrainingPlan(pl.LightningModule):
     def _step_optimizer(self, optimizer, loss: torch.Tensor) -> None:
         optimizer.zero_grad(set_to_none=True)
         self.manual_backward(loss)
+        self._adjust_gradients()
         self.clip_gradients(optimizer, gradient_clip_val=self.gradient_clip, gradient_clip_algorithm="norm")
         optimizer.step()
+
+    def _adjust_gradients(self) -> None:
+        """Change gradients between backward and step (nothing here; see :class:`SCCROSSQueryPlan`)."""
+
+    @staticmethod
+    def _n_cells(tensors: dict) -> int:
+        return sum(v["x"].shape[0] for k, v in tensors.items() if k != "pairs")
+
+    def _log_training_losses(self, losses: dict, n_cells: int) -> None:
+        for name, value in losses.items():
+            self.log(
+                f"train_{name}",
+                value,
+                on_epoch=True,
+                on_step=False,
+                batch_size=n_cells,
+                prog_bar=name == "loss",
+            )
+
+    def _record_validation_loss(self, loss: torch.Tensor, n_cells: int) -> None:
+        self._validation_losses.append(loss.detach())
+        self.log("validation_loss", loss, on_epoch=True, on_step=False, batch_size=n_cells, prog_bar=True)
 
     def training_step(self, batch, batch_idx):
         tensors = nest_pairs(batch)
         generator_optimizer, discriminator_optimizer = self.optimizers()
         stage = self.stage
-        n_cells = sum(v["x"].shape[0] for k, v in tensors.items() if k != "pairs")
+        n_cells = self._n_cells(tensors)
         encoded = self.module.inference(tensors)
         if stage == 2:
             generated = self.module.cross_generated_views(tensors, encoded)
@@ -105,15 +128,7 @@ class SCCROSSTrainingPlan(pl.LightningModule):
         # the discriminators must not move during the generator step
         discriminator_optimizer.zero_grad(set_to_none=True)
         self._step_optimizer(generator_optimizer, loss)
-        for name, value in losses.items():
-            self.log(
-                f"train_{name}",
-                value,
-                on_epoch=True,
-                on_step=False,
-                batch_size=n_cells,
-                prog_bar=name == "loss",
-            )
+        self._log_training_losses(losses, n_cells)
         self.log("stage", float(stage), on_epoch=True, on_step=False, batch_size=n_cells)
 
     def validation_step(self, batch, batch_idx):
@@ -121,11 +136,7 @@ class SCCROSSTrainingPlan(pl.LightningModule):
         # validation batches carry no pairs; the modality pairs that have them take no prior anchors
         paired_modalities = set(getattr(self.trainer.datamodule, "pairs", None) or ())
         losses = self.module.generator_losses(tensors, self.stage, paired_modalities=paired_modalities)
-        self._validation_losses.append(losses["loss"].detach())
-        n_cells = sum(v["x"].shape[0] for k, v in tensors.items() if k != "pairs")
-        self.log(
-            "validation_loss", losses["loss"], on_epoch=True, on_step=False, batch_size=n_cells, prog_bar=True
-        )
+        self._record_validation_loss(losses["loss"], self._n_cells(tensors))
 
     def on_validation_epoch_end(self):
         if not self._validation_losses or self.trainer.sanity_checking:
@@ -218,38 +229,25 @@ class SCCROSSQueryPlan(SCCROSSTrainingPlan):
     def configure_optimizers(self):
         return torch.optim.RMSprop(self.trainable, lr=self.lr, weight_decay=0.0, momentum=0.0)
 
-    def training_step(self, batch, batch_idx):
-        tensors = nest_pairs(batch)
-        tensors.pop("pairs", None)
-        optimizer = self.optimizers()
-        losses = self.module.generator_losses(tensors, stage=2, align=False)
-        optimizer.zero_grad(set_to_none=True)
-        self.manual_backward(losses["loss"])
+    def _adjust_gradients(self) -> None:
         for table, n_reference in self.batch_tables:
             # the reference's own batches are part of the frozen reference
             table.grad[:n_reference] = 0.0
-        self.clip_gradients(optimizer, gradient_clip_val=self.gradient_clip, gradient_clip_algorithm="norm")
-        optimizer.step()
-        n_cells = sum(v["x"].shape[0] for v in tensors.values())
-        for name, value in losses.items():
-            self.log(
-                f"train_{name}",
-                value,
-                on_epoch=True,
-                on_step=False,
-                batch_size=n_cells,
-                prog_bar=name == "loss",
-            )
 
-    def validation_step(self, batch, batch_idx):
+    def _query_losses(self, batch) -> tuple[dict, int]:
+        """The stage-2 ELBO of a query minibatch (queries take no pairs) and its cell count."""
         tensors = nest_pairs(batch)
         tensors.pop("pairs", None)
-        losses = self.module.generator_losses(tensors, stage=2, align=False)
-        self._validation_losses.append(losses["loss"].detach())
-        n_cells = sum(v["x"].shape[0] for v in tensors.values())
-        self.log(
-            "validation_loss", losses["loss"], on_epoch=True, on_step=False, batch_size=n_cells, prog_bar=True
-        )
+        return self.module.generator_losses(tensors, stage=2, align=False), self._n_cells(tensors)
+
+    def training_step(self, batch, batch_idx):
+        losses, n_cells = self._query_losses(batch)
+        self._step_optimizer(self.optimizers(), losses["loss"])
+        self._log_training_losses(losses, n_cells)
+
+    def validation_step(self, batch, batch_idx):
+        losses, n_cells = self._query_losses(batch)
+        self._record_validation_loss(losses["loss"], n_cells)
 
     def on_train_end(self):
         for p in self.module.parameters():
