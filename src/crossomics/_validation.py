@@ -6,6 +6,8 @@ and none of them modifies its argument.
 
 from __future__ import annotations
 
+from numbers import Real
+
 import numpy as np
 import scipy.sparse as sp
 from anndata import AnnData
@@ -82,6 +84,37 @@ def check_positive_int(value, name: str, example: int, minimum: int = 1, why: st
     if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
         wanted = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
         raise ValueError(f"{name}={value!r}; pass {wanted}{why} (e.g. {name}={example})")
+
+
+def check_number(
+    value,
+    name: str,
+    example: float,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+    high_open: bool = False,
+) -> None:
+    """Refuse anything but a finite real number in the interval from ``low`` to ``high``.
+
+    ``True``, NaN, infinities and strings are refused too; open ends exclude the bound.
+    """
+    ok = isinstance(value, Real) and not isinstance(value, bool) and bool(np.isfinite(value))
+    if ok and low is not None:
+        ok = value > low if low_open else value >= low
+    if ok and high is not None:
+        ok = value < high if high_open else value <= high
+    if ok:
+        return
+    if high is not None:
+        wanted = f"a number in {'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
+    elif low == 0:
+        wanted = "a positive number" if low_open else "a non-negative number"
+    elif low is not None:
+        wanted = f"a number {'>' if low_open else '>='} {low}"
+    else:
+        wanted = "a finite number"
+    raise ValueError(f"{name}={value!r}; pass {wanted} (e.g. {name}={example})")
 
 
 def check_indices(indices, n_rows: int, name: str) -> np.ndarray:

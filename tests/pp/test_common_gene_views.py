@@ -62,7 +62,9 @@ def test_kinds_are_inferred_or_given(cite):
 def test_atac_needs_an_annotation(cortex_subset, assert_unchanged):
     with (
         assert_unchanged(cortex_subset),
-        pytest.raises(ValueError, match=r"\['atac'\] are ATAC; pass gene_annotation="),
+        pytest.raises(
+            ValueError, match=r"\['atac'\] have genomic features \(peaks or sites\); pass gene_annotation="
+        ),
     ):
         co.pp.common_gene_views(cortex_subset, ["rna", "atac"])
 

@@ -6,6 +6,8 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.metrics import roc_auc_score
 
+from crossomics._validation import check_positive_int
+
 from ._inputs import Matrix, as_matrix, check_same_shape
 
 
@@ -48,6 +50,8 @@ def auroc_binary(
     >>> auroc_binary(real, np.array([[0.9, 0.2, 0.1], [0.3, 0.8, 0.4]]))
     1.0
     """
+    if max_entries is not None:
+        check_positive_int(max_entries, "max_entries", 10_000_000, why=", or None to score every entry")
     real_binary = as_matrix(real_binary, "real_binary")
     scores = as_matrix(scores, "scores")
     check_same_shape(real_binary, scores, "real_binary", "scores")

@@ -107,9 +107,11 @@ def marker_correlation(
     generated = as_matrix(generated, "generated")
     check_same_shape(real, generated, "real", "generated")
     labels = as_labels(labels, real.shape[0], "labels")
-    if not 1 <= n_markers <= real.shape[1]:
+    is_int = isinstance(n_markers, int | np.integer) and not isinstance(n_markers, bool)
+    if not is_int or not 1 <= n_markers <= real.shape[1]:
         raise ValueError(
-            f"n_markers must be between 1 and the number of features ({real.shape[1]}), got {n_markers}"
+            f"n_markers must be between 1 and the number of features ({real.shape[1]}), got {n_markers!r}; "
+            "pass an integer, e.g. n_markers=5"
         )
     if entries not in ("matrix", "own"):
         raise ValueError(f"entries={entries!r}; choose 'matrix' or 'own'")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike
 
+from crossomics._validation import check_positive_int
+
 from ._inputs import as_embedding
 
 
@@ -55,8 +57,7 @@ def foscttm_per_cell(x: ArrayLike, y: ArrayLike, chunk_size: int = 256) -> tuple
             f"x has shape {x.shape} but y has shape {y.shape}; FOSCTTM needs the same cells in the "
             "same order in both (row i of x is the true match of row i of y) and the same latent size"
         )
-    if chunk_size < 1:
-        raise ValueError(f"chunk_size must be a positive integer, got {chunk_size}")
+    check_positive_int(chunk_size, "chunk_size", 256)
     return _fraction_closer(x, y, chunk_size), _fraction_closer(y, x, chunk_size)
 
 

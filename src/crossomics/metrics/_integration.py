@@ -97,7 +97,7 @@ def integration_metrics(
     modalities = np.unique(modality)
     if modalities.size < 2:
         raise ValueError(
-            f"modality has a single value ({modalities[0]!r}); stack the embeddings of at least two "
+            f"modality has a single value ({str(modalities[0])!r}); stack the embeddings of at least two "
             "modalities and pass one modality name per row"
         )
 

@@ -76,9 +76,10 @@ def vote_labels(
             f"reference has {reference.shape[1]} dimensions but query has {query.shape[1]}; "
             "both must be embedded in the same joint space"
         )
-    if not 1 <= k <= reference.shape[0]:
+    if isinstance(k, bool) or not isinstance(k, int | np.integer) or not 1 <= k <= reference.shape[0]:
         raise ValueError(
-            f"k must be between 1 and the number of reference cells ({reference.shape[0]}), got {k}"
+            f"k must be between 1 and the number of reference cells ({reference.shape[0]}), got {k!r}; "
+            "pass an integer, e.g. k=15"
         )
     classifier = KNeighborsClassifier(n_neighbors=k, weights="distance" if weighted else "uniform")
     classifier.fit(reference, reference_labels)

@@ -136,7 +136,7 @@ def _stack(embeddings, groups) -> tuple[np.ndarray, np.ndarray]:
     groups = as_labels(groups, points.shape[0], "groups")
     names, modality = np.unique(groups, return_inverse=True)
     if names.size < 2:
-        raise ValueError(f"groups has a single value ({names[0]!r}); stack at least two modalities")
+        raise ValueError(f"groups has a single value ({str(names[0])!r}); stack at least two modalities")
     return points, modality.ravel()
 
 

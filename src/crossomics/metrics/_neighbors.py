@@ -16,7 +16,8 @@ def exact_neighbors(x: np.ndarray, n_neighbors: int):
     from scib_metrics.nearest_neighbors import NeighborsResults
 
     n_cells = x.shape[0]
-    if not 2 <= n_neighbors < n_cells:
+    is_int = isinstance(n_neighbors, int | np.integer) and not isinstance(n_neighbors, bool)
+    if not is_int or not 2 <= n_neighbors < n_cells:
         raise ValueError(
             f"n_neighbors must be at least 2 and below the number of cells ({n_cells}), got {n_neighbors}"
         )

@@ -17,8 +17,7 @@ from scvi.data import AnnDataManager, fields
 from scvi.model.base import BaseModelClass
 from scvi.train import TrainRunner
 
-from crossomics._validation import check_counts, check_positive_int, get_matrix
-from crossomics.datasets._loaders import genome_name
+from crossomics._validation import check_counts, check_number, check_positive_int, get_matrix
 from crossomics.model._artifact import ModelFileMixin, is_table, table_from_plain
 from crossomics.model._minnet_checks import (
     check_labels,
@@ -28,8 +27,16 @@ from crossomics.model._minnet_checks import (
     two_modalities,
 )
 from crossomics.model._minnet_outputs import MINNETOutputsMixin
+from crossomics.model._registration import (
+    check_batch_column,
+    check_mudata,
+    check_registered,
+    check_setup_kwargs,
+    register_or_undo,
+)
 from crossomics.module._minnet import MINNETModule
 from crossomics.nn._minnet_inputs import ModalityInput, fit_modality_input, standardization_statistics
+from crossomics.pp._annotation_files import annotation_argument
 from crossomics.pp._peaks import check_genome
 from crossomics.train._graph_margin import GraphDistances, margin_graph
 from crossomics.train._minnet import MINNETTrainingPlan
@@ -103,6 +110,11 @@ class MINNET(ModelFileMixin, MINNETOutputsMixin, BaseModelClass):
         n_neighbors: int = 15,
         n_pcs: int = 50,
     ):
+        check_registered(type(self), mdata)
+        for name, example in (("n_hidden", 256), ("n_latent", 32), ("n_neighbors", 15), ("n_pcs", 50)):
+            check_positive_int(locals()[name], name, example)
+        for name, example in (("margin_scale", 10.0), ("cell_type_margin", 3.0), ("contrastive_weight", 0.5)):
+            check_number(locals()[name], name, example, low=0)
         super().__init__(mdata)
         self.init_params_ = self._get_init_params(locals())
         setup = self.adata_manager.registry["setup_args"]
@@ -258,8 +270,9 @@ class MINNET(ModelFileMixin, MINNETOutputsMixin, BaseModelClass):
             Layer holding the raw counts, one name for both modalities or ``{modality: layer}``;
             ``None`` uses ``X``.
         gene_annotation
-            Genome name (``"mm10"``, ``"hg38"``) or gene-body table. When given, the modality with
-            peak coordinates is fed to the network as gene activity (:func:`crossomics.pp.gene_activity`,
+            Genome name (``"mm10"``, ``"hg38"``), a GTF/GFF3 file (see
+            :func:`crossomics.pp.read_gene_annotation`) or gene-body table. When given, the
+            modality with peak coordinates is fed to the network as gene activity (:func:`crossomics.pp.gene_activity`,
             gene bodies plus 2 kb upstream, as in the paper) over the genes it shares with the other
             modality. The transform is part of the model, so query ATAC data passed to
             :meth:`get_latent_representation` go through the identical computation from their own peaks.
@@ -280,6 +293,8 @@ class MINNET(ModelFileMixin, MINNETOutputsMixin, BaseModelClass):
         ... )
         """
         setup_method_args = cls._get_setup_method_args(**locals())
+        check_mudata(mdata, "MINNET")
+        check_setup_kwargs(kwargs, cls.setup_mudata)
         modalities = two_modalities(mdata, modalities)
         setup_method_args["setup_args"]["modalities"] = modalities
         layers = layers_per_modality(layers, modalities)
@@ -291,8 +306,7 @@ class MINNET(ModelFileMixin, MINNETOutputsMixin, BaseModelClass):
                 "same order (e.g. muon.pp.intersect_obs(mdata))"
             )
         check_labels(first, labels_key, modalities[0])
-        if batch_key is not None and batch_key not in first.obs:
-            raise ValueError(f"batch_key {batch_key!r} is not a column of mdata.mod[{modalities[0]!r}].obs")
+        check_batch_column(first, batch_key, modalities[0], "batch_key")
         for modality in modalities:
             name = f"modality {modality!r} " + (f"layer {layers[modality]!r}" if layers[modality] else "X")
             check_counts(
@@ -300,9 +314,8 @@ class MINNET(ModelFileMixin, MINNETOutputsMixin, BaseModelClass):
                 name,
                 hint=" (MINNET log-normalises raw counts itself)",
             )
-        if isinstance(gene_annotation, str):
-            gene_annotation = genome_name(gene_annotation)
-            setup_method_args["setup_args"]["gene_annotation"] = gene_annotation
+        gene_annotation = annotation_argument(gene_annotation)
+        setup_method_args["setup_args"]["gene_annotation"] = gene_annotation
         if gene_annotation is not None:
             peaks = peak_modality(mdata, modalities)
             check_genome(mdata.mod[peaks], gene_annotation, f"modality {peaks!r}")
@@ -316,7 +329,7 @@ class MINNET(ModelFileMixin, MINNETOutputsMixin, BaseModelClass):
             fields.MuDataCategoricalObsField(REGISTRY_KEYS.BATCH_KEY, batch_key, mod_key=modalities[0]),
         ]
         adata_manager = AnnDataManager(fields=mudata_fields, setup_method_args=setup_method_args)
-        adata_manager.register_fields(mdata, **kwargs)
+        register_or_undo(adata_manager, mdata, **kwargs)
         cls.register_manager(adata_manager)
 
     @classmethod

@@ -9,6 +9,7 @@ from anndata import AnnData
 from mudata import MuData
 from scvi import settings
 
+from crossomics.model._registration import check_one_type
 from crossomics.pp import parse_peaks
 
 
@@ -56,6 +57,7 @@ def check_labels(adata: AnnData, labels_key: str | None, modality: str) -> None:
             f"{int(labels.isna().sum())} cells have no {labels_key!r} label; MINNET trains on labelled "
             "cells only, so subset mdata to labelled cells first"
         )
+    check_one_type(labels, labels_key, modality)
     if labels.nunique() < 2:
         raise ValueError(
             f"labels_key {labels_key!r} holds a single cell type ({labels.iloc[0]!r}); MINNET needs at "

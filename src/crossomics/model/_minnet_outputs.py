@@ -12,6 +12,8 @@ from anndata import AnnData
 from mudata import MuData
 from scvi import settings
 
+from crossomics._validation import check_indices, check_positive_int
+
 
 class MINNETOutputsMixin:
     """:meth:`get_latent_representation` and :meth:`predict` of :class:`~crossomics.model.MINNET`."""
@@ -27,6 +29,10 @@ class MINNETOutputsMixin:
             if modality not in adata.mod:
                 raise ValueError(f"the MuData has no modality {modality!r}; it has {list(adata.mod)}")
             adata = adata.mod[modality]
+        if not isinstance(adata, AnnData):
+            raise TypeError(
+                f"adata is a {type(adata).__name__}; pass an AnnData of {modality!r} (or a MuData holding it)"
+            )
         return self.input_transforms_[modality].transform(adata, layer), adata.obs_names
 
     @torch.inference_mode()
@@ -42,10 +48,14 @@ class MINNETOutputsMixin:
         index = self._modality_index(modality)
         inputs, obs_names = self._inputs(modality, adata, layer)
         if indices is not None:
-            inputs, obs_names = inputs[np.asarray(indices)], obs_names[np.asarray(indices)]
+            rows = check_indices(indices, inputs.shape[0], f"indices of modality {modality!r}")
+            inputs, obs_names = inputs[rows], obs_names[rows]
+        if batch_size is not None:
+            check_positive_int(batch_size, "batch_size", settings.batch_size)
         batch_size = batch_size or settings.batch_size
         self.module.eval()
-        latents, logits = [], []
+        latents = [np.zeros((0, self.module.embedding_head.out_features), dtype=np.float32)]
+        logits = [np.zeros((0, len(self.cell_types_)), dtype=np.float32)]
         for start in range(0, inputs.shape[0], batch_size):
             x = torch.from_numpy(inputs[start : start + batch_size].toarray())
             z, cell_type_logits = self.module.embed(x, index)

@@ -25,8 +25,15 @@ from crossomics._validation import (
     check_positive_int,
     get_matrix,
 )
-from crossomics.datasets._loaders import genome_from_var, genome_name
+from crossomics.datasets._loaders import genome_from_var
 from crossomics.model._artifact import ModelFileMixin, describe_transform, rebuild_transform
+from crossomics.model._registration import (
+    check_mudata,
+    check_registered,
+    check_setup_kwargs,
+    register_or_undo,
+)
+from crossomics.model._sccross_checks import check_init_arguments, check_train_arguments, checked_modalities
 from crossomics.model._sccross_generation import SCCROSSGenerationMixin
 from crossomics.model._sccross_inputs import (
     check_modality_data,
@@ -34,18 +41,21 @@ from crossomics.model._sccross_inputs import (
     feature_alignment,
     fit_encoder_inputs,
     infer_kind,
+    normalized_modalities,
     pair_rows,
 )
 from crossomics.model._sccross_query import SCCROSSQueryMixin
 from crossomics.module._sccross import SCCROSSModule
 from crossomics.nn._likelihoods import COUNT_LIKELIHOODS, LIKELIHOODS
 from crossomics.nn._transforms import to_torch_rows
+from crossomics.pp._annotation_files import annotation_argument
+from crossomics.pp._common_genes import DEFAULT_LIKELIHOOD, MODALITY_KINDS
+from crossomics.pp._peaks import has_coordinates
 from crossomics.train._multimodal_data import MultiModalDataModule, batch_key, data_key
 from crossomics.train._sccross_plan import SCCROSSQueryPlan, SCCROSSTrainingPlan
 
 logger = logging.getLogger(__name__)
 
-_KINDS = ("rna", "atac", "protein")
 _MODULE_PARAMETERS = (
     "n_latent",
     "n_hidden",
@@ -59,7 +69,6 @@ _MODULE_PARAMETERS = (
     "mnn_similarity",
 )
 _TRANSFORM_GROUPS = ("projection", "graph", "gene_sets", "common_genes")
-_RESERVED = ("pairs",)
 
 
 def _per_modality(value, modalities: Sequence[str], name: str, default=None) -> dict:
@@ -183,6 +192,8 @@ class SCCROSS(ModelFileMixin, SCCROSSQueryMixin, SCCROSSGenerationMixin, BaseMod
         mnn_similarity: str = "inner_product",
         prior_kwargs: dict | None = None,
     ):
+        check_registered(type(self), mdata)
+        check_init_arguments(locals())
         super().__init__(mdata)
         self.init_params_ = self._get_init_params(locals())
         setup = self.adata_manager.registry["setup_args"]
@@ -232,6 +243,7 @@ class SCCROSS(ModelFileMixin, SCCROSSQueryMixin, SCCROSSGenerationMixin, BaseMod
             gene_annotation=setup["gene_annotation"],
             protein_to_gene=setup["protein_to_gene"],
             layers=setup["layers"],
+            normalized=normalized_modalities(self.likelihoods_),
             random_state=seed,
             **{"n_comps": 20, "n_metacells": "auto", **(prior_kwargs or {})},
         )
@@ -308,19 +320,29 @@ class SCCROSS(ModelFileMixin, SCCROSSQueryMixin, SCCROSSGenerationMixin, BaseMod
             Layer holding the data, for all modalities (str) or per modality (mapping);
             ``None`` uses ``.X``.
         likelihoods
-            ``"nb"`` (default; paper), ``"zinb"``, ``"bernoulli"`` (binarised ATAC), ``"ziln"``
-            (methylation-like) or ``"normal"`` (continuous data), for all or per modality.
-            Count likelihoods need non-negative integer data.
+            ``"nb"`` (default; paper), ``"zinb"``, ``"bernoulli"`` (binarised ATAC or binary
+            methylation calls), ``"ziln"`` (default for methylation rates) or ``"normal"``
+            (continuous data), for all or per modality. Count likelihoods need non-negative
+            integer data. With ``"normal"`` or ``"ziln"`` the data are used as given
+            (log-normalised expression, TF-IDF, z-scores, rates): the MNN prior, the
+            common-gene views and the gene-set scores map them to genes without normalising
+            them again, and no raw counts are needed.
         batch_keys
             ``.obs`` column of batch labels, for all or per modality. Decoders get batch-specific
             scale, bias and dispersion (paper eq. 33-35).
         kinds
-            What each modality holds (``"rna"``, ``"atac"`` or ``"protein"``): chooses the input
-            projection and the common-gene view of the MNN prior. Inferred from the modality
-            names (``rna``/``gex``, ``atac``/``peaks``, ``adt``/``protein``) when not given.
+            What each modality holds (``"rna"``, ``"atac"``, ``"protein"`` or
+            ``"methylation"``): chooses the input projection and the common-gene view of the
+            MNN prior. Inferred from the modality names (``rna``/``gex``, ``atac``/``peaks``,
+            ``adt``/``protein``, ``methylation``/``snmc``) when not given. Methylation
+            features are genes (gene-level fractions) or CpG sites / bins (``chr1:12345``,
+            ``chr1_12345``, ``chr1:100-200``), which are mapped to genes like peaks; in the
+            common-gene view methylation enters negated, as it anti-correlates with expression.
         gene_annotation
-            Genome (``"mm10"``/``"hg38"``, also ``"GRCm38"``/``"GRCh38"``) or gene-body table,
-            needed when a modality is ATAC (gene activity for the MNN prior and the gene-set
+            Genome (``"mm10"``/``"hg38"``, also ``"GRCm38"``/``"GRCh38"``), a GTF/GFF3 file
+            (read with :func:`crossomics.pp.read_gene_annotation`; the model keeps the genes,
+            not the path) or a gene-body table, needed when a modality is ATAC or methylation
+            sites (gene activity for the MNN prior and the gene-set
             features). ``None`` reads the genome from ``var["genome"]`` (as 10x writes it) when
             the modalities name one. Setup fails, naming the likely genome, when fewer than
             half of the peaks overlap a gene of the annotation; chromosome names ``1`` and
@@ -335,34 +357,30 @@ class SCCROSS(ModelFileMixin, SCCROSSQueryMixin, SCCROSSGenerationMixin, BaseMod
             modalities by chance.
         """
         setup_method_args = cls._get_setup_method_args(**locals())
-        modalities = list(modalities)
-        if len(modalities) < 2:
-            raise ValueError(f"SCCROSS integrates at least 2 modalities; got modalities={modalities}")
-        unknown = [m for m in modalities if m not in mdata.mod]
-        if unknown:
-            raise ValueError(f"modalities {unknown} are not in the MuData; it has {list(mdata.mod)}")
-        for m in modalities:
-            if ":" in m or m in _RESERVED:
-                raise ValueError(f"modality name {m!r} is reserved or contains ':'; rename it in mdata.mod")
+        check_mudata(mdata, "SCCROSS")
+        check_setup_kwargs(kwargs, cls.setup_mudata)
+        modalities = checked_modalities(mdata, modalities)
         layers = _per_modality(layers, modalities, "layers")
-        likelihoods = _per_modality(likelihoods, modalities, "likelihoods", default="nb")
+        likelihoods = _per_modality(likelihoods, modalities, "likelihoods")
         batch_keys = _per_modality(batch_keys, modalities, "batch_keys")
         kinds = _per_modality(kinds, modalities, "kinds")
         if gene_annotation is None:
             gene_annotation = genome_from_var([mdata.mod[m] for m in modalities])
-        elif isinstance(gene_annotation, str):
-            gene_annotation = genome_name(gene_annotation)  # fails early on an unknown genome
+        else:
+            gene_annotation = annotation_argument(gene_annotation)
         for m in modalities:
             adata = mdata.mod[m]
             kinds[m] = kinds[m] or infer_kind(m, adata)
-            if kinds[m] not in _KINDS:
-                raise ValueError(f"kinds[{m!r}]={kinds[m]!r}; choose one of {list(_KINDS)}")
+            if kinds[m] not in MODALITY_KINDS:
+                raise ValueError(f"kinds[{m!r}]={kinds[m]!r}; choose one of {list(MODALITY_KINDS)}")
+            likelihoods[m] = likelihoods[m] or DEFAULT_LIKELIHOOD[kinds[m]]
             if likelihoods[m] not in LIKELIHOODS:
                 raise ValueError(f"likelihoods[{m!r}]={likelihoods[m]!r}; choose one of {list(LIKELIHOODS)}")
-            if kinds[m] == "atac" and gene_annotation is None:
+            positional = kinds[m] == "atac" or (kinds[m] == "methylation" and has_coordinates(adata.var))
+            if positional and gene_annotation is None:
                 raise ValueError(
-                    f"modality {m!r} is ATAC: pass gene_annotation='mm10'/'hg38' (or a gene-body table) "
-                    "so peaks can be mapped to genes for the MNN prior"
+                    f"modality {m!r} is {kinds[m]} with genomic features: pass gene_annotation='mm10'/'hg38' "
+                    "(or a gene-body table) so they can be mapped to genes for the MNN prior"
                 )
             check_modality_data(m, adata, layers[m], likelihoods[m], batch_keys[m])
             if kinds[m] == "atac":
@@ -377,7 +395,7 @@ class SCCROSS(ModelFileMixin, SCCROSSQueryMixin, SCCROSSGenerationMixin, BaseMod
             modalities=modalities, layers=layers, likelihoods=likelihoods, batch_keys=batch_keys, kinds=kinds
         )
         adata_manager = data_manager(modalities, layers, likelihoods, batch_keys, setup_method_args)
-        adata_manager.register_fields(mdata, **kwargs)
+        register_or_undo(adata_manager, mdata, **kwargs)
         cls.register_manager(adata_manager)
 
     @classmethod
@@ -435,6 +453,7 @@ class SCCROSS(ModelFileMixin, SCCROSSQueryMixin, SCCROSSGenerationMixin, BaseMod
         if max_epochs is None:
             max_epochs = 20 if is_query else 100
         check_positive_int(max_epochs, "max_epochs", 100)
+        check_train_arguments(pretrain_epochs, batch_size, lr, validation_size)
         if pretrain_epochs is None:
             pretrain_epochs = 0 if is_query else int(round(0.4 * max_epochs))
         if not 0 <= pretrain_epochs <= max_epochs:
@@ -614,6 +633,10 @@ class SCCROSS(ModelFileMixin, SCCROSSQueryMixin, SCCROSSGenerationMixin, BaseMod
             if modality not in adata.mod:
                 raise ValueError(f"the MuData has no modality {modality!r}; it has {list(adata.mod)}")
             return adata.mod[modality]
+        if not isinstance(adata, AnnData):
+            raise TypeError(
+                f"adata is a {type(adata).__name__}; pass an AnnData of {modality!r} (or a MuData holding it)"
+            )
         return adata
 
     def _aligned_matrix(self, modality: str, adata: AnnData, where: str):
@@ -677,9 +700,10 @@ class SCCROSS(ModelFileMixin, SCCROSSQueryMixin, SCCROSSGenerationMixin, BaseMod
         The fixed input transforms work on the stored entries of a CSR tensor, so a chunk of a
         wide sparse modality (ATAC peaks) is never densified.
         """
+        if batch_size is not None:
+            check_positive_int(batch_size, "batch_size", settings.batch_size)
         step = batch_size or settings.batch_size
-        for start in range(0, X.shape[0], step):
-            yield to_torch_rows(X[start : start + step], self.device)
+        return (to_torch_rows(X[start : start + step], self.device) for start in range(0, X.shape[0], step))
 
     @torch.inference_mode()
     def get_latent_representation(

@@ -19,6 +19,7 @@ from mudata import MuData
 from tqdm.auto import tqdm
 
 from crossomics._validation import check_positive_int
+from crossomics.nn._likelihoods import COUNT_LIKELIHOODS
 
 _OUTPUTS = ("counts", "normalized", "mean", "detection")
 # cells per forward pass of cross_generate (defaults). Expected values are decoded in place in
@@ -294,7 +295,7 @@ class SCCROSSGenerationMixin:
         library = torch.as_tensor(library)
         start = 0
         default_batch = _SAMPLING_BATCH_SIZE if output == "counts" else _GENERATION_BATCH_SIZE
-        for x in self._batches(X, batch_size or default_batch):
+        for x in self._batches(X, default_batch if batch_size is None else batch_size):
             z = self.module.encode(source, x, sample=False)["z"]
             n = len(z)
             lib = library[start : start + n].to(z.device)
@@ -356,7 +357,7 @@ class SCCROSSGenerationMixin:
         n_cells
             Number of simulated cells.
         modalities
-            Modalities to generate (default: all).
+            Modalities to generate: one name or a list (default: all).
         output
             ``"counts"``, ``"mean"``, ``"normalized"`` or ``"detection"`` (see
             :meth:`cross_generate`).
@@ -380,7 +381,9 @@ class SCCROSSGenerationMixin:
         >>> sim.mod["rna"].shape
         (500, 1677)
         """
-        modalities = list(modalities) if modalities is not None else list(self.modalities_)
+        if modalities is None:
+            modalities = list(self.modalities_)
+        modalities = [modalities] if isinstance(modalities, str) else list(modalities)
         for m in modalities:
             self._check_modality(m)
         self._check_output(output, modalities)
@@ -471,9 +474,13 @@ class SCCROSSGenerationMixin:
         """In-silico perturbation scores (paper Fig. 6): which genes move cells toward a reference.
 
         For every gene, its counts in the perturbed cells are scaled by ``1 + fold`` (up) and
-        ``1 - fold`` (down); the cells are re-encoded through the stored input transform with
-        posterior means, and the mean cosine distance to the reference cells in the joint latent
-        is compared with the unperturbed one. ``score = baseline - perturbed distance``: positive
+        ``1 - fold`` (down). In a continuous modality (``normal`` or ``ziln`` likelihood:
+        log-normalised, TF-IDF or z-scored values, methylation rates) scaling has no fixed
+        meaning, so the value is shifted by ``+fold`` / ``-fold`` standard deviations of the gene
+        over the data's cells instead (``direction="down"`` then needs no ``fold < 1``). The
+        cells are re-encoded through the stored input transform with posterior means, and the
+        mean cosine distance to the reference cells in the joint latent is compared with the
+        unperturbed one. ``score = baseline - perturbed distance``: positive
         scores move the perturbed cells toward the reference.
 
         The graph convolution keeps each cell's neighbours from its unperturbed profile (the
@@ -487,11 +494,13 @@ class SCCROSSGenerationMixin:
         modality
             Modality whose features are perturbed.
         genes
-            Features to perturb (default: all features of the modality).
+            Features to perturb: one name or a list of distinct names (default: all features of
+            the modality).
         direction
             ``"up"``, ``"down"`` or ``"both"``.
         fold
-            Relative change of the counts (paper: 0.5).
+            Relative change of the counts (paper: 0.5); for continuous data, the shift in
+            standard deviations of the gene.
         groupby, perturb_group, reference_group
             ``.obs`` column of the modality and the two groups (perturbed cells, reference cells).
         target
@@ -522,8 +531,13 @@ class SCCROSSGenerationMixin:
         self._check_modality(modality)
         if direction not in ("up", "down", "both"):
             raise ValueError(f"direction={direction!r}; choose 'up', 'down' or 'both'")
-        if not 0 < fold < 1 and direction != "up":
-            raise ValueError(f"fold={fold} must lie in (0, 1) for down-perturbation")
+        continuous = self.likelihoods_[modality] not in COUNT_LIKELIHOODS
+        if not isinstance(fold, Real) or not np.isfinite(fold) or fold <= 0:
+            raise ValueError(f"fold={fold!r} must be a positive number, e.g. fold=0.5")
+        if fold >= 1 and direction != "up" and not continuous:
+            raise ValueError(
+                f"fold={fold} must lie in (0, 1) for down-perturbation (counts scale by 1 - fold)"
+            )
         if groupby is None or perturb_group is None or reference_group is None:
             raise ValueError("pass groupby=, perturb_group= and reference_group=")
         if str(perturb_group) == str(reference_group):
@@ -539,12 +553,16 @@ class SCCROSSGenerationMixin:
         labels = _obs_values(adata, groupby, f"mdata.mod[{modality!r}]")
         for name in (perturb_group, reference_group):
             if name not in set(labels):
-                raise ValueError(f"group {name!r} is not in {groupby!r} of modality {modality!r}")
+                raise ValueError(
+                    f"group {name!r} is not in {groupby!r} of modality {modality!r}; groups: "
+                    f"{sorted(set(labels))[:20]}"
+                )
         features = self.feature_names_[modality]
-        gene_list = list(features) if genes is None else list(genes)
-        missing = [g for g in gene_list if g not in features]
-        if missing:
-            raise ValueError(f"{len(missing)} genes are not features of {modality!r}: {missing[:5]}")
+        gene_list = _gene_list(genes, features, modality)
+        if target is not None:
+            check_positive_int(n_target_genes, "n_target_genes", 20)
+        if batch_size is not None:
+            check_positive_int(batch_size, "batch_size", 4096)
         gene_index = features.get_indexer(gene_list)
         if max_cells is not None:
             check_positive_int(max_cells, "max_cells", 1000)
@@ -574,10 +592,26 @@ class SCCROSSGenerationMixin:
         baseline_sum = baseline_units.sum(0)
         baseline = float(1.0 - (baseline_sum / len(x)) @ reference_direction)
         directions = ["up", "down"] if direction == "both" else [direction]
-        factors = {"up": 1.0 + fold, "down": 1.0 - fold}
+        if continuous:
+            feature_std = torch.as_tensor(
+                _column_std(self._modality_data(modality, query)[0]), device=x.device
+            )
+            signs = {"up": 1.0, "down": -1.0}
+
+            def perturbed_values(values, feature, d):
+                return values + signs[d] * fold * feature_std[feature]
+
+            # a shift changes every cell's value, zeros included
+            expressed = torch.ones(len(x), len(gene_index), dtype=torch.bool, device=x.device)
+        else:
+            factors = {"up": 1.0 + fold, "down": 1.0 - fold}
+
+            def perturbed_values(values, feature, d):
+                return values * factors[d]
+
+            # scaling a zero count changes nothing, so only (cell, gene) pairs with counts are re-encoded
+            expressed = x[:, torch.as_tensor(gene_index, device=x.device)] > 0
         result = pd.DataFrame(index=pd.Index(gene_list, name="gene"))
-        # scaling a zero count changes nothing, so only (cell, gene) pairs with counts are re-encoded
-        expressed = x[:, torch.as_tensor(gene_index, device=x.device)] > 0
         chunks = _chunks_by_budget(expressed.sum(0).cpu().numpy(), batch_size or max(1, 2**25 // x.shape[1]))
         for d in directions:
             distances = np.empty(len(gene_list), dtype=np.float64)
@@ -586,7 +620,9 @@ class SCCROSSGenerationMixin:
                 genes_of_pairs = torch.as_tensor(gene_index[start:stop], device=x.device)[local_gene]
                 profiles = x[cells]
                 pair_rows = torch.arange(len(cells), device=x.device)
-                profiles[pair_rows, genes_of_pairs] = profiles[pair_rows, genes_of_pairs] * factors[d]
+                profiles[pair_rows, genes_of_pairs] = perturbed_values(
+                    profiles[pair_rows, genes_of_pairs], genes_of_pairs, d
+                )
                 change = unit_latents(profiles, cells) - baseline_units[cells]
                 sums = baseline_sum.repeat(stop - start, 1).index_add_(0, local_gene, change)
                 distances[start:stop] = (1.0 - (sums / len(x)) @ reference_direction).cpu().numpy()
@@ -605,7 +641,8 @@ class SCCROSSGenerationMixin:
         chosen = result.index[:n_target_genes] if genes is None else result.index
         perturbed = x.clone()
         for gene, best in zip(chosen, result.loc[chosen, "best_direction"], strict=True):
-            perturbed[:, features.get_loc(gene)] *= factors[best]
+            column = features.get_loc(gene)
+            perturbed[:, column] = perturbed_values(perturbed[:, column], column, best)
         generated = self._cross_generate_tensor(modality, target, perturbed, neighbour_mean)
         unperturbed = self._cross_generate_tensor(modality, target, x, neighbour_mean)
         obs = adata.obs.iloc[perturb_rows].copy()
@@ -624,6 +661,36 @@ class SCCROSSGenerationMixin:
         batch = torch.zeros(len(x), dtype=torch.long, device=z.device)
         params, _, _ = self.module.decode(target, z, batch, library, sample=False)
         return self.module.likelihood[target].mean(params).cpu().numpy()
+
+
+def _column_std(X) -> np.ndarray:
+    """Float32 standard deviation of each column of a sparse or dense matrix."""
+    mean = np.asarray(X.mean(axis=0), dtype=np.float64).ravel()
+    squares = X.multiply(X) if sp.issparse(X) else np.square(np.asarray(X, dtype=np.float64))
+    variance = np.asarray(squares.mean(axis=0), dtype=np.float64).ravel() - mean**2
+    return np.sqrt(np.maximum(variance, 0.0)).astype(np.float32)
+
+
+def _gene_list(genes, features: pd.Index, modality: str) -> list:
+    """The genes to perturb: all features (``None``), one name, or a list of distinct feature names."""
+    if genes is None:
+        return list(features)
+    gene_list = [genes] if isinstance(genes, str) else list(genes)
+    if not gene_list:
+        raise ValueError(
+            f"genes={genes!r} selects no gene; pass at least one gene name, or genes=None for all"
+        )
+    missing = [g for g in gene_list if g not in features]
+    if missing:
+        raise ValueError(
+            f"{len(missing)} genes are not features of {modality!r}: {missing[:5]}; pass names from "
+            f"model.feature_names_[{modality!r}]"
+        )
+    names = pd.Index(gene_list)
+    repeated = list(names[names.duplicated()].unique())
+    if repeated:
+        raise ValueError(f"genes lists {repeated[0]!r} twice; list each gene once")
+    return gene_list
 
 
 def _chunks_by_budget(sizes: np.ndarray, budget: int) -> list[tuple[int, int]]:

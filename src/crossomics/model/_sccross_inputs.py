@@ -18,15 +18,24 @@ from scvi.data._manager import AnnDataManagerValidationCheck
 
 from crossomics import pp
 from crossomics._validation import check_counts, check_finite, check_no_empty_cells, get_matrix
+from crossomics.model._registration import check_batch_column
 from crossomics.nn._likelihoods import COUNT_LIKELIHOODS
 from crossomics.nn._transforms import GeneSetScores, ReferenceGraphConvolution, to_torch_rows
 from crossomics.pp._common_gene_space import CommonGeneProjection
+from crossomics.pp._common_genes import infer_modality_kinds
 from crossomics.pp._input_transforms import StandardizedPCA, top_right_singular_vectors
+from crossomics.pp._peaks import has_coordinates, parse_sites
 from crossomics.train._multimodal_data import batch_key, data_key
 
 logger = logging.getLogger(__name__)
 
-_RNA, _ATAC, _PROTEIN = "rna", "atac", "protein"
+_ATAC, _PROTEIN, _METHYLATION = "atac", "protein", "methylation"
+
+
+def normalized_modalities(likelihoods: dict[str, str]) -> frozenset[str]:
+    """Modalities whose data are continuous values (non-count likelihoods), used as given in
+    the common-gene views, the MNN prior and the gene-set scores instead of log-normalised."""
+    return frozenset(m for m, likelihood in likelihoods.items() if likelihood not in COUNT_LIKELIHOODS)
 
 
 def fit_encoder_inputs(
@@ -61,6 +70,7 @@ def fit_encoder_inputs(
 
         sets = go_biological_process()
     transforms = {"projection": {}, "graph": {}, "gene_sets": {}, "common_genes": {}}
+    normalized = normalized_modalities(likelihoods)
     for m, X in matrices.items():
         projection = transforms["projection"][m] = fit_projection(
             kinds[m], likelihoods[m], X, n_components, seed
@@ -69,7 +79,7 @@ def fit_encoder_inputs(
             projection, X, n_graph_neighbors, graph_self_weight, n_graph_reference, seed
         )
         scores = fit_gene_set_features(
-            kinds[m], mdata.mod[m], X, sets, gene_annotation, n_gene_set_components, seed
+            kinds[m], mdata.mod[m], X, sets, gene_annotation, n_gene_set_components, seed, m in normalized
         )
         if scores is not None:
             transforms["gene_sets"][m] = scores
@@ -84,6 +94,7 @@ def fit_encoder_inputs(
             gene_annotation=gene_annotation,
             protein_to_gene=protein_to_gene,
             layers=layers,
+            normalized=normalized,
         )
     return transforms
 
@@ -117,20 +128,24 @@ def fit_gene_set_features(
     annotation,
     n_components: int,
     seed: int,
+    normalized: bool = False,
 ) -> GeneSetScores | None:
-    """Gene-set score features for RNA (expression) and ATAC (gene activity); ``None`` otherwise.
+    """Gene-set score features for RNA (expression), ATAC (gene activity) and methylation
+    (gene-level or summed over each gene's sites); ``None`` otherwise.
 
     Proteins have no gene-level view with enough genes for gene sets, and a modality with no
-    set reaching the minimum size gets no gene-set features (logged).
+    set reaching the minimum size gets no gene-set features (logged). ``normalized`` data are
+    scored as given instead of log-normalised.
     """
     if gene_sets is None or kind == _PROTEIN:
         return None
     feature_to_gene = None
     gene_names = adata.var_names
-    if kind == _ATAC:
+    if kind == _ATAC or (kind == _METHYLATION and has_coordinates(adata.var)):
         if annotation is None:
             return None
-        feature_to_gene, gene_names = pp.peak_to_gene_matrix(adata, annotation)
+        features = adata if kind == _ATAC else parse_sites(adata.var)
+        feature_to_gene, gene_names = pp.peak_to_gene_matrix(features, annotation)
     membership, set_names = pp.gene_set_membership(gene_names, gene_sets)
     if len(set_names) < 2:
         logger.info("no gene set has enough genes of this modality; gene-set features are skipped")
@@ -141,6 +156,7 @@ def fit_gene_set_features(
         np.zeros(len(set_names)),
         np.ones(len(set_names)),
         feature_to_gene,
+        log_normalize=not normalized,
     )
     scores = _apply_in_chunks(scorer.scores, X)
     mean = scores.mean(0)
@@ -149,7 +165,7 @@ def fit_gene_set_features(
     standardized = (scores - mean) / std
     n_components = int(min(n_components, standardized.shape[1] - 1, standardized.shape[0] - 1))
     components = top_right_singular_vectors(standardized - standardized.mean(0), n_components, seed)
-    return GeneSetScores(membership, components, mean, std, feature_to_gene)
+    return GeneSetScores(membership, components, mean, std, feature_to_gene, log_normalize=not normalized)
 
 
 def fit_common_gene_features(
@@ -180,19 +196,18 @@ def _apply_in_chunks(transform, X, size: int = 2048) -> np.ndarray:
 
 
 def infer_kind(modality: str, adata: AnnData) -> str:
-    """Guess whether a modality holds RNA, ATAC or protein data from its name or features."""
-    name = modality.lower()
-    if any(tag in name for tag in ("atac", "peak", "chromatin")):
-        return _ATAC
-    if any(tag in name for tag in ("adt", "prot", "cite", "antibod")):
-        return _PROTEIN
-    if any(tag in name for tag in ("rna", "gex", "gene", "expr")):
-        return _RNA
+    """Guess what a modality holds from its name (as :mod:`crossomics.pp` does), else from its
+    features: names that parse as peaks mean ATAC."""
+    try:
+        return infer_modality_kinds([modality])[modality]
+    except ValueError:
+        pass
     try:
         pp.parse_peaks(adata)
     except ValueError:
         raise ValueError(
-            f"cannot tell what modality {modality!r} holds; pass kinds={{{modality!r}: 'rna'|'atac'|'protein'}}"
+            f"cannot tell what modality {modality!r} holds; pass "
+            f"kinds={{{modality!r}: 'rna'|'atac'|'protein'|'methylation'}}"
         ) from None
     return _ATAC
 
@@ -264,6 +279,12 @@ def check_modality_data(
             f"modality {modality!r} has {adata.n_obs} cells and {adata.n_vars} features; every modality "
             "needs cells and features (leave an unmeasured modality out of modalities=)"
         )
+    if not adata.var_names.is_unique:
+        duplicated = list(adata.var_names[adata.var_names.duplicated()].unique()[:3])
+        raise ValueError(
+            f"modality {modality!r} has duplicated feature names (e.g. {duplicated}); features are matched "
+            f"by name, so call mdata.mod[{modality!r}].var_names_make_unique() or drop the duplicates first"
+        )
     X = get_matrix(adata, layer, name=f"modality {modality!r}")
     where = f"modality {modality!r} " + (f"layer {layer!r}" if layer else ".X")
     check_finite(X, where)
@@ -275,14 +296,7 @@ def check_modality_data(
             "for normalised data)",
         )
         check_no_empty_cells(X, where)
-    if batch_key_name is not None and batch_key_name not in adata.obs:
-        raise ValueError(f"batch key {batch_key_name!r} is not a column of mdata.mod[{modality!r}].obs")
-    if batch_key_name is not None and adata.obs[batch_key_name].isna().any():
-        n_missing = int(adata.obs[batch_key_name].isna().sum())
-        raise ValueError(
-            f"{n_missing} cells of mdata.mod[{modality!r}] have no batch in .obs[{batch_key_name!r}] (NaN); "
-            "fill them with a batch name (e.g. 'unknown') or drop those cells"
-        )
+    check_batch_column(adata, batch_key_name, modality, "batch key")
 
 
 def data_manager(modalities, layers, likelihoods, batch_keys, setup_method_args: dict) -> AnnDataManager:

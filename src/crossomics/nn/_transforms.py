@@ -130,12 +130,25 @@ class SparseLinearMap(nn.Module):
 class GeneSetScores(nn.Module):
     """Gene-set score features (paper eq. 1), reduced by a fixed PCA.
 
-    ``x`` (counts) -> optional peak-to-gene map (gene activity) -> ``log1p`` normalisation ->
-    mean over each set's genes -> standardise -> projection on ``components``.
+    ``x`` (counts) -> optional peak-to-gene map (gene activity) -> ``log1p`` normalisation
+    (skipped when ``log_normalize`` is false: normalised values are used as given) -> mean
+    over each set's genes -> standardise -> projection on ``components``.
     """
 
-    def __init__(self, membership: sp.spmatrix, components, score_mean, score_std, feature_to_gene=None):
+    log_normalize = True
+    """Class default, so that model files written before normalised inputs load unchanged."""
+
+    def __init__(
+        self,
+        membership: sp.spmatrix,
+        components,
+        score_mean,
+        score_std,
+        feature_to_gene=None,
+        log_normalize: bool = True,
+    ):
         super().__init__()
+        self.log_normalize = bool(log_normalize)
         sizes = np.asarray(membership.sum(axis=0)).ravel()
         self.set_mean = SparseLinearMap(sp.csr_matrix(membership) @ sp.diags(1.0 / np.maximum(sizes, 1)))
         self.feature_to_gene = None if feature_to_gene is None else SparseLinearMap(feature_to_gene)
@@ -151,6 +164,8 @@ class GeneSetScores(nn.Module):
         genes = x if self.feature_to_gene is None else self.feature_to_gene(x)
         if _is_csr(genes):
             genes = genes.to_dense()  # cells x genes is small; the wide peak space stayed sparse
+        if not self.log_normalize:
+            return self.set_mean(genes)
         total = genes.sum(-1, keepdim=True).clamp_min(_TOTAL_FLOOR)
         return self.set_mean(torch.log1p(genes / total * 1e4))
 
@@ -165,7 +180,11 @@ class GeneSetScores(nn.Module):
         if _is_csr(x):
             genes = x if self.feature_to_gene is None else self.feature_to_gene(x)
             rows, _, values, totals = _csr_entries(genes)
-            logged = torch.log1p(values / totals[rows].clamp_min(_TOTAL_FLOOR) * 1e4)
+            logged = (
+                torch.log1p(values / totals[rows].clamp_min(_TOTAL_FLOOR) * 1e4)
+                if self.log_normalize
+                else values
+            )
             weights, offset = self._folded()
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", UserWarning)  # torch's "CSR is beta" notice

@@ -4,6 +4,7 @@ Every function leaves its inputs unchanged unless its docstring names the slot i
 (``obsm[key_added]`` and the like).
 """
 
+from ._annotation_files import read_gene_annotation
 from ._common_gene_space import CommonGeneSpace, fit_common_gene_space
 from ._common_genes import common_gene_maps, common_gene_views
 from ._gene_activity import gene_activity
@@ -33,5 +34,6 @@ __all__ = [
     "parse_peaks",
     "peak_overlap_map",
     "peak_to_gene_matrix",
+    "read_gene_annotation",
     "read_gmt",
 ]

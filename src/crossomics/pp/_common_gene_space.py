@@ -7,7 +7,7 @@ which tests/pp/test_common_gene_space.py checks against each other.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,10 +21,10 @@ from torch import nn
 
 from crossomics.nn._transforms import _TOTAL_FLOOR, SparseLinearMap, _buffer, _is_csr
 
-from ._common_genes import check_modalities, checked_counts, common_gene_maps
+from ._common_genes import check_modalities, checked_values, common_gene_maps
 from ._mnn import cosine_normalize
 from ._mnn_prior import _highly_variable_columns
-from ._normalize import as_float32_csr, column_mean_std, log_normalize, standardize_columns
+from ._normalize import as_float32_csr, column_mean_std, gene_level_expression, standardize_columns
 
 
 @dataclass(frozen=True)
@@ -33,7 +33,8 @@ class CommonGeneSpace:
 
     A cell of modality ``m`` (its own features, raw counts) is placed by: ``counts @
     feature_maps[m]`` (gene-level counts over all common genes), ``log1p`` of counts
-    scaled to 1e4, the ``kept`` (most variable) genes, per-gene standardisation with ``m``'s stored ``gene_mean`` / ``gene_std``
+    scaled to 1e4 (skipped for the modalities in ``normalized``, whose values are used as
+    given), the ``kept`` (most variable) genes, per-gene standardisation with ``m``'s stored ``gene_mean`` / ``gene_std``
     (clipped at ``clip``), unit L2 norm per cell, then ``(row - pca_mean) @ components.T``.
     These are steps 1-3 of :func:`mnn_prior` before the MNN correction, as a fixed transform
     that applies to query cells too.
@@ -47,14 +48,17 @@ class CommonGeneSpace:
     pca_mean: np.ndarray
     components: np.ndarray
     clip: float = 10.0
+    normalized: frozenset[str] = frozenset()
 
     @property
     def n_components(self) -> int:
         return self.components.shape[0]
 
     def transform(self, modality: str, counts) -> np.ndarray:
-        """Coordinates ``(n_cells, n_components)`` of cells of ``modality`` given as raw counts."""
-        expression = log_normalize(as_float32_csr(counts) @ self.feature_maps[modality])[:, self.kept]
+        """Coordinates ``(n_cells, n_components)`` of cells of ``modality`` (raw counts, or values
+        for a ``normalized`` modality)."""
+        view = as_float32_csr(counts) @ self.feature_maps[modality]
+        expression = gene_level_expression(view, modality in self.normalized)[:, self.kept]
         scaled = standardize_columns(
             expression, self.clip, mean=self.gene_mean[modality], std=self.gene_std[modality]
         )
@@ -72,6 +76,7 @@ def fit_common_gene_space(
     gene_annotation: pd.DataFrame | str | None = None,
     protein_to_gene: Mapping[str, str] | pd.Series | None = None,
     layers: Mapping[str, str | None] | None = None,
+    normalized: Collection[str] = (),
     n_comps: int = 50,
     n_hvg: int | None = 2000,
     max_cells: int = 20_000,
@@ -85,7 +90,7 @@ def fit_common_gene_space(
 
     Parameters
     ----------
-    mdata, modalities, kinds, gene_annotation, protein_to_gene, layers
+    mdata, modalities, kinds, gene_annotation, protein_to_gene, layers, normalized
         As :func:`common_gene_views`.
     n_comps
         Components of the joint PCA; reduced when fewer genes or cells are available.
@@ -102,7 +107,7 @@ def fit_common_gene_space(
         As :func:`common_gene_views`.
     """
     modalities = check_modalities(mdata, modalities)
-    counts = checked_counts(mdata, modalities, layers)
+    counts = checked_values(mdata, modalities, layers, normalized)
     gene_names, maps = common_gene_maps(mdata, modalities, kinds, gene_annotation, protein_to_gene)
     rng = np.random.default_rng(random_state)
     expressions = {}
@@ -111,7 +116,8 @@ def fit_common_gene_space(
         rows = np.arange(n_cells)
         if n_cells > max_cells:
             rows = np.sort(rng.choice(n_cells, max_cells, replace=False))
-        expressions[modality] = log_normalize(as_float32_csr(counts[modality][rows]) @ maps[modality])
+        view = as_float32_csr(counts[modality][rows]) @ maps[modality]
+        expressions[modality] = gene_level_expression(view, modality in normalized)
     columns = np.arange(len(gene_names))
     if n_hvg is not None and len(gene_names) > n_hvg:
         columns = _highly_variable_columns(list(expressions.values()), n_hvg)
@@ -132,20 +138,34 @@ def fit_common_gene_space(
         gene_std=gene_std,
         pca_mean=pca.mean_.astype(np.float32),
         components=pca.components_.astype(np.float32),
+        normalized=frozenset(normalized),
     )
 
 
 class CommonGeneProjection(nn.Module):
     """Torch form of :meth:`CommonGeneSpace.transform`, divided by ``output_std``.
 
-    Counts -> common-gene counts (fixed 0/1 map) -> ``log1p`` per 1e4 -> kept genes -> per-gene
+    Counts -> common-gene counts (fixed 0/1 map) -> ``log1p`` per 1e4 (unless
+    ``log_normalize`` is false: normalised values are used as given) -> kept genes -> per-gene
     standardisation (clipped) -> unit L2 norm per cell -> joint PCA coordinates, each
     divided by its standard deviation over the training cells so that the encoder sees it at
     the scale of its other standardised inputs.
     """
 
+    log_normalize = True
+    """Class default, so that model files written before normalised inputs load unchanged."""
+
     def __init__(
-        self, feature_map, kept, gene_mean, gene_std, pca_mean, components, output_std, clip: float = 10.0
+        self,
+        feature_map,
+        kept,
+        gene_mean,
+        gene_std,
+        pca_mean,
+        components,
+        output_std,
+        clip: float = 10.0,
+        log_normalize: bool = True,
     ):
         super().__init__()
         self.feature_map = SparseLinearMap(feature_map)
@@ -156,6 +176,7 @@ class CommonGeneProjection(nn.Module):
         self.register_buffer("components", _buffer(components))
         self.register_buffer("output_std", _buffer(output_std))
         self.clip = float(clip)
+        self.log_normalize = bool(log_normalize)
 
     @classmethod
     def from_space(cls, space, modality: str, output_std=None) -> CommonGeneProjection:
@@ -171,6 +192,7 @@ class CommonGeneProjection(nn.Module):
             space.components,
             output_std,
             space.clip,
+            log_normalize=modality not in space.normalized,
         )
 
     @property
@@ -184,8 +206,9 @@ class CommonGeneProjection(nn.Module):
         # every step below works on tensors made here (nothing the caller holds, nothing that
         # needs a gradient), so the elementwise steps run in place, in the order (and so with
         # the rounding) of the out-of-place form
-        total = genes.sum(-1, keepdim=True).clamp_min(_TOTAL_FLOOR)
-        logged = genes.div_(total).mul_(1e4).log1p_()[:, self.kept]
-        scaled = logged.sub_(self.gene_mean).div_(self.gene_std).clamp_(-self.clip, self.clip)
+        if self.log_normalize:
+            total = genes.sum(-1, keepdim=True).clamp_min(_TOTAL_FLOOR)
+            genes = genes.div_(total).mul_(1e4).log1p_()
+        scaled = genes[:, self.kept].sub_(self.gene_mean).div_(self.gene_std).clamp_(-self.clip, self.clip)
         coordinates = (F.normalize(scaled, dim=-1, eps=1e-12) - self.pca_mean) @ self.components.T
         return coordinates.div_(self.output_std)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -11,24 +11,30 @@ import scipy.sparse as sp
 from anndata import AnnData
 from mudata import MuData
 
-from crossomics._validation import check_counts, get_matrix
+from crossomics._validation import check_counts, check_finite, get_matrix
 
 from ._normalize import aggregate_columns, as_float32_csr
-from ._peaks import peak_to_gene_matrix, resolve_annotation
+from ._peaks import has_coordinates, parse_sites, peak_to_gene_matrix, resolve_annotation
 from ._protein_genes import antibody_genes
 
 logger = logging.getLogger(__name__)
 
-MODALITY_KINDS = ("rna", "atac", "protein")
+MODALITY_KINDS = ("rna", "atac", "protein", "methylation")
 _NAME_HINTS = {
     "rna": ("rna", "gex", "gene", "expression"),
     "atac": ("atac", "peak", "chromatin"),
     "protein": ("adt", "protein", "cite", "antibod"),
+    "methylation": ("methyl", "snmc", "mcg"),
 }
+DEFAULT_LIKELIHOOD = {"rna": "nb", "atac": "nb", "protein": "nb", "methylation": "ziln"}
+"""A model's likelihood of each kind when none is given (the paper's: ZILN for methylation rates)."""
+METHYLATION_SIGN = -1.0
+"""Gene-body methylation anti-correlates with expression, so it enters the common-gene view
+negated (docs/concepts.md, "Normalised and continuous inputs")."""
 
 
 def infer_modality_kinds(modalities: Sequence[str], kinds: Mapping[str, str] | None = None) -> dict[str, str]:
-    """Kind (``rna``, ``atac`` or ``protein``) of each modality: given, or guessed from its name."""
+    """Kind (``rna``, ``atac``, ``protein``, ``methylation``) of each modality: given, or guessed from its name."""
     kinds = dict(kinds or {})
     resolved = {}
     for modality in modalities:
@@ -42,7 +48,7 @@ def infer_modality_kinds(modalities: Sequence[str], kinds: Mapping[str, str] | N
             if len(guesses) != 1:
                 raise ValueError(
                     f"cannot infer the kind of modality {modality!r} from its name; pass "
-                    f"kinds={{{modality!r}: 'rna' | 'atac' | 'protein'}}"
+                    f"kinds={{{modality!r}: 'rna' | 'atac' | 'protein' | 'methylation'}}"
                 )
             kind = guesses[0]
         resolved[modality] = kind
@@ -58,7 +64,7 @@ def check_modalities(mdata: MuData, modalities: Sequence[str]) -> list[str]:
     if unknown:
         raise ValueError(f"modalities {unknown} are not in mdata.mod; available: {list(mdata.mod)}")
     if len(set(modalities)) != len(modalities):
-        raise ValueError(f"modalities {modalities} list a modality twice")
+        raise ValueError(f"modalities {modalities} list a modality twice; list each modality once")
     return modalities
 
 
@@ -69,10 +75,12 @@ def common_gene_views(
     gene_annotation: pd.DataFrame | str | None = None,
     protein_to_gene: Mapping[str, str] | pd.Series | None = None,
     layers: Mapping[str, str | None] | None = None,
+    normalized: Collection[str] = (),
 ) -> dict[str, AnnData]:
-    """Cells x common-genes count matrices of several modalities (paper eq. 21, the x-hat).
+    """Cells x common-genes matrices of several modalities (paper eq. 21, the x-hat).
 
-    Every modality is first turned into gene-level counts:
+    Every modality is first turned into gene-level values (counts, or the given values for
+    modalities in ``normalized``):
 
     - ``rna``: its own counts;
     - ``atac``: :func:`gene_activity` (needs ``gene_annotation``);
@@ -82,7 +90,12 @@ def common_gene_views(
       (``CD3`` -> ``CD3E``, ``CD16`` -> ``FCGR3A``, ``HLA-DR`` -> ``HLA-DRA``...). Numbered
       clones map like their target (``cd4.1``, ``cd4.2`` -> ``CD4``). Antibodies with the same
       gene (``CD45RA``/``CD45RO`` -> ``PTPRC``) are summed; unmatched ones are dropped. The
-      number matched is logged at INFO level.
+      number matched is logged at INFO level;
+    - ``methylation``: gene-level methylation fractions as they are (features named by gene),
+      or CpG sites / bins / regions (features named ``chr1:12345``, ``chr1_12345`` or
+      ``chr1:100-200``, or a ``var`` with ``chrom``/``chromStart``/``chromEnd``) summed over
+      each gene's window like ATAC peaks (needs ``gene_annotation``). The view is negated:
+      gene-body methylation anti-correlates with expression.
 
     The genes shared by all modalities (compared ignoring case) are then kept, in the order of
     the first modality and spelled as there.
@@ -104,20 +117,24 @@ def common_gene_views(
         Antibody name -> gene symbol, overriding the automatic matching; a missing value
         excludes an antibody.
     layers
-        Modality -> layer holding raw counts; modalities not listed use ``X``.
+        Modality -> layer holding the data; modalities not listed use ``X``.
+    normalized
+        Modalities whose data are already normalised or continuous (log-normalised
+        expression, TF-IDF, z-scores, methylation rates): their values are mapped to genes as
+        given and need not be counts. Other modalities must hold raw counts.
 
     Returns
     -------
     dict
-        Modality -> new AnnData with float32 CSR counts (cells x common genes), ``obs`` copied
+        Modality -> new AnnData with float32 CSR values (cells x common genes), ``obs`` copied
         from the modality and ``var['n_source_features']`` (features summed into each gene:
-        1 for RNA, peaks for ATAC, antibodies for protein).
+        1 for RNA, peaks for ATAC, antibodies for protein, sites for methylation).
 
     Raises
     ------
     ValueError
-        For unknown modality names, kinds that cannot be inferred, ATAC without
-        ``gene_annotation``, non-count data, or when the modalities share no gene (the message
+        For unknown modality names, kinds that cannot be inferred, ATAC (or methylation sites)
+        without ``gene_annotation``, non-count data outside ``normalized``, or when the modalities share no gene (the message
         gives each modality's feature count).
 
     Examples
@@ -129,7 +146,7 @@ def common_gene_views(
     True
     """
     modalities = check_modalities(mdata, modalities)
-    counts = checked_counts(mdata, modalities, layers)
+    values = checked_values(mdata, modalities, layers, normalized)
     gene_names, maps = common_gene_maps(mdata, modalities, kinds, gene_annotation, protein_to_gene)
     views = {}
     for modality in modalities:
@@ -137,27 +154,38 @@ def common_gene_views(
             {"n_source_features": np.diff(maps[modality].tocsc().indptr).astype(np.int64)}, index=gene_names
         )
         views[modality] = AnnData(
-            X=as_float32_csr(counts[modality]) @ maps[modality], obs=mdata.mod[modality].obs.copy(), var=var
+            X=as_float32_csr(values[modality]) @ maps[modality], obs=mdata.mod[modality].obs.copy(), var=var
         )
     return views
 
 
-def checked_counts(
-    mdata: MuData, modalities: Sequence[str], layers: Mapping[str, str | None] | None = None
+def checked_values(
+    mdata: MuData,
+    modalities: Sequence[str],
+    layers: Mapping[str, str | None] | None = None,
+    normalized: Collection[str] = (),
 ) -> dict:
-    """Each modality's raw count matrix (``layers[m]`` or ``X``), validated as counts."""
+    """Each modality's data matrix (``layers[m]`` or ``X``): raw counts, checked as such, or
+    finite values for the modalities in ``normalized``."""
     layers = dict(layers or {})
-    counts = {}
+    unknown = sorted(set(normalized) - set(modalities))
+    if unknown:
+        raise ValueError(f"normalized names {unknown}, which are not among the modalities {list(modalities)}")
+    values = {}
     for modality in modalities:
         layer = layers.get(modality)
-        counts[modality] = get_matrix(mdata.mod[modality], layer, name=f"modality {modality!r}")
+        values[modality] = get_matrix(mdata.mod[modality], layer, name=f"modality {modality!r}")
         where = f"modality {modality!r} " + (f"layer {layer!r}" if layer else "X")
+        if modality in normalized:
+            check_finite(values[modality], where)
+            continue
         check_counts(
-            counts[modality],
+            values[modality],
             where,
-            hint=f" for the common-gene views (pass layers={{{modality!r}: <raw count layer>}})",
+            hint=f" for the common-gene views (pass layers={{{modality!r}: <raw count layer>}}, or "
+            f"normalized=[{modality!r}] for normalised data)",
         )
-    return counts
+    return values
 
 
 def common_gene_maps(
@@ -169,9 +197,10 @@ def common_gene_maps(
 ) -> tuple[pd.Index, dict[str, sp.csr_matrix]]:
     """The linear maps behind :func:`common_gene_views`: ``view = counts @ map``.
 
-    Every map is a 0/1 float32 CSR matrix (features x common genes) that sums each modality's
-    features into the genes all modalities share (peaks overlapping a gene's window for ATAC,
-    antibodies targeting a gene for protein, the gene itself for RNA). Only ``var`` is read,
+    Every map is a float32 CSR matrix (features x common genes) of ones (minus ones for
+    methylation) that sums each modality's features into the genes all modalities share
+    (peaks or sites overlapping a gene's window for ATAC and methylation, antibodies targeting
+    a gene for protein, the gene itself for RNA). Only ``var`` is read,
     so the maps also apply to query cells with the same features.
 
     Returns
@@ -181,12 +210,16 @@ def common_gene_maps(
     """
     modalities = check_modalities(mdata, modalities)
     kinds = infer_modality_kinds(modalities, kinds)
-    if "atac" in kinds.values():
+    positional = [
+        m
+        for m in modalities
+        if kinds[m] == "atac" or (kinds[m] == "methylation" and has_coordinates(mdata.mod[m].var))
+    ]
+    if positional:
         if gene_annotation is None:
-            atac_names = [m for m in modalities if kinds[m] == "atac"]
             raise ValueError(
-                f"modalities {atac_names} are ATAC; pass gene_annotation= ('mm10', 'hg38' or a DataFrame "
-                "of gene bodies) to compute their gene activity"
+                f"modalities {positional} have genomic features (peaks or sites); pass gene_annotation= "
+                "('mm10', 'hg38' or a DataFrame of gene bodies) to map them to genes"
             )
         gene_annotation = resolve_annotation(gene_annotation)
 
@@ -197,6 +230,13 @@ def common_gene_maps(
         if kinds[modality] == "atac":
             peak_gene, genes = peak_to_gene_matrix(adata.var, gene_annotation)
             gene_level[modality] = (sp.csr_matrix(peak_gene, dtype=np.float32), genes)
+            continue
+        if kinds[modality] == "methylation":
+            if modality in positional:
+                site_gene, genes = peak_to_gene_matrix(parse_sites(adata.var), gene_annotation)
+            else:
+                site_gene, genes = sp.identity(adata.n_vars, dtype=np.float32, format="csr"), adata.var_names
+            gene_level[modality] = (sp.csr_matrix(site_gene * METHYLATION_SIGN, dtype=np.float32), genes)
             continue
         if kinds[modality] == "rna":
             gene_level[modality] = (

@@ -20,7 +20,7 @@ from anndata import AnnData
 from sklearn.utils.extmath import randomized_svd, svd_flip
 from torch import nn
 
-from crossomics._validation import check_nonnegative, get_matrix
+from crossomics._validation import check_nonnegative, check_number, get_matrix
 from crossomics.nn._transforms import _TOTAL_FLOOR, _buffer, _csr_entries, _csr_like, _is_csr
 
 from ._normalize import TOTAL_FLOOR, as_float32_csr, log_normalize, row_sums, scale_rows
@@ -67,10 +67,11 @@ def _check_input(X, n_features: int | None, name: str):
 
 def _check_n_components(X, n_components: int) -> None:
     limit = min(X.shape)
-    if not 1 <= n_components <= limit:
+    is_int = isinstance(n_components, int | np.integer) and not isinstance(n_components, bool)
+    if not is_int or not 1 <= n_components <= limit:
         raise ValueError(
-            f"n_components={n_components} is invalid for a {X.shape[0]} x {X.shape[1]} matrix; "
-            f"choose 1 <= n_components <= {limit}"
+            f"n_components={n_components!r} is invalid for a {X.shape[0]} x {X.shape[1]} matrix; "
+            f"choose 1 <= n_components <= {limit}, an integer"
         )
 
 
@@ -277,6 +278,7 @@ def fit_pca(
     """
     _check_input(X, None, "X")
     _check_n_components(X, n_components)
+    check_number(target_sum, "target_sum", 1e4, low=0, low_open=True)
     y = log_normalize(X, target_sum)
     y = y.toarray() if sp.issparse(y) else y
     mean = y.mean(axis=0, dtype=np.float64).astype(np.float32)
@@ -469,13 +471,23 @@ class StandardizedPCA(nn.Module):
         self.clip = float(clip)
 
     @classmethod
-    def fit(cls, X, n_components: int, seed: int = 0) -> StandardizedPCA:
-        """Fit means, standard deviations and the top principal axes of ``X``."""
-        dense = np.asarray(X.toarray() if sp.issparse(X) else X, dtype=np.float64)
-        mean = dense.mean(0)
-        std = dense.std(0)
+    def fit(cls, X, n_components: int, seed: int = 0, max_cells: int = 10_000) -> StandardizedPCA:
+        """Fit means, standard deviations (all cells) and the top principal axes of ``X``.
+
+        The axes come from at most ``max_cells`` random cells, densified in float32: wide
+        continuous data (TF-IDF over 100,000 peaks) would not fit in memory densified whole.
+        """
+        mean = np.asarray(X.mean(0), dtype=np.float64).ravel()
+        squares = X.multiply(X) if sp.issparse(X) else np.square(np.asarray(X, dtype=np.float64))
+        std = np.sqrt(np.maximum(np.asarray(squares.mean(0), dtype=np.float64).ravel() - mean**2, 0.0))
         std[std < 1e-6] = 1.0
-        scaled = np.clip((dense - mean) / std, -10, 10)
+        rows = np.arange(X.shape[0])
+        if X.shape[0] > max_cells:
+            rows = np.sort(np.random.default_rng(seed).choice(X.shape[0], max_cells, replace=False))
+        sample = X[rows].toarray() if sp.issparse(X) else np.asarray(X)[rows]
+        scaled = np.clip(
+            (sample.astype(np.float32) - mean.astype(np.float32)) / std.astype(np.float32), -10, 10
+        )
         return cls(top_right_singular_vectors(scaled - scaled.mean(0), n_components, seed), mean, std)
 
     @property

@@ -4,19 +4,22 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from itertools import pairwise
 from typing import Literal
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 from mudata import MuData
 from sklearn.cluster import MiniBatchKMeans
 from sklearn.decomposition import PCA, TruncatedSVD
 
+from crossomics._validation import check_positive_int
+
 from ._common_genes import common_gene_views
 from ._mnn import cosine_normalize, mnn_correct
-from ._normalize import aggregate_rows, log_normalize, standardize_columns
+from ._normalize import aggregate_rows, gene_level_expression, scale_rows, standardize_columns
 
 AUTO_METACELL_MIN_CELLS = 50_000
 """With ``n_metacells="auto"``, meta-cells are used when all modalities together exceed this."""
@@ -41,7 +44,7 @@ def _auto_metacells(
     return {m: n_metacells if n_metacells < n else None for m, n in n_cells.items()}
 
 
-def metacell_labels(counts, n_metacells: int, random_state: int = 0) -> np.ndarray:
+def metacell_labels(counts, n_metacells: int, random_state: int = 0, normalized: bool = False) -> np.ndarray:
     """Meta-cell of every cell: k-means on the top SVD components of log-normalised counts.
 
     Mini-batch k-means (``n_metacells`` clusters, one initialisation) runs on the first 30
@@ -54,6 +57,9 @@ def metacell_labels(counts, n_metacells: int, random_state: int = 0) -> np.ndarr
     ----------
     counts
         Cells x features counts, sparse or dense. Not modified.
+    normalized
+        ``counts`` already holds normalised values, used as they are instead of
+        log-normalised.
     n_metacells
         Number of clusters; fewer labels are returned when clusters end up empty.
     random_state
@@ -72,7 +78,8 @@ def metacell_labels(counts, n_metacells: int, random_state: int = 0) -> np.ndarr
     >>> labels.shape, int(labels.max()) < 500
     ((10309,), True)
     """
-    expression = log_normalize(counts)
+    check_positive_int(n_metacells, "n_metacells", 500)
+    expression = gene_level_expression(counts, normalized)
     n_components = max(1, min(_METACELL_SVD_COMPONENTS, min(expression.shape) - 1))
     embedding = TruncatedSVD(n_components=n_components, random_state=random_state).fit_transform(expression)
     kmeans = MiniBatchKMeans(n_clusters=n_metacells, random_state=random_state, n_init=1, batch_size=4096)
@@ -82,7 +89,8 @@ def metacell_labels(counts, n_metacells: int, random_state: int = 0) -> np.ndarr
 
 def _column_variances(X) -> np.ndarray:
     mean = np.asarray(X.mean(axis=0), dtype=np.float64).ravel()
-    mean_of_squares = np.asarray(X.multiply(X).mean(axis=0), dtype=np.float64).ravel()
+    squares = X.multiply(X) if sp.issparse(X) else np.square(X, dtype=np.float64)
+    mean_of_squares = np.asarray(squares.mean(axis=0), dtype=np.float64).ravel()
     return mean_of_squares - mean**2
 
 
@@ -104,6 +112,7 @@ def mnn_prior(
     gene_annotation: pd.DataFrame | str | None = None,
     protein_to_gene: Mapping[str, str] | pd.Series | None = None,
     layers: Mapping[str, str | None] | None = None,
+    normalized: Collection[str] = (),
     n_comps: int = 50,
     k: int = 20,
     sigma: float = 1.0,
@@ -141,8 +150,9 @@ def mnn_prior(
         Multimodal data, paired or not; not modified unless ``key_added`` is given.
     modalities
         At least two names in ``mdata.mod``.
-    kinds, gene_annotation, protein_to_gene, layers
-        See :func:`common_gene_views`.
+    kinds, gene_annotation, protein_to_gene, layers, normalized
+        See :func:`common_gene_views`. Views of ``normalized`` modalities are used as given
+        in step 2 (not log-normalised), and their meta-cells average their cells' values.
     n_comps
         Prior dimensions; reduced (with a warning) when fewer genes or rows are available.
     k, sigma
@@ -180,6 +190,9 @@ def mnn_prior(
     """
     if isinstance(modalities, str) or len(modalities) < 2:
         raise ValueError(f"mnn_prior needs at least two modalities, got {modalities!r}")
+    check_positive_int(n_comps, "n_comps", 50)
+    if n_hvg is not None:
+        check_positive_int(n_hvg, "n_hvg", 2000, why=", or None to keep every common gene")
     views = common_gene_views(
         mdata,
         modalities,
@@ -187,23 +200,25 @@ def mnn_prior(
         gene_annotation=gene_annotation,
         protein_to_gene=protein_to_gene,
         layers=layers,
+        normalized=normalized,
     )
     modalities = list(views)
     n_metacells_of = _auto_metacells({m: views[m].n_obs for m in modalities}, n_metacells)
 
-    counts, row_of_cell = [], []
+    expressions, row_of_cell = [], []
     for modality in modalities:
-        view_counts = views[modality].X
+        view = views[modality].X
+        values_given = modality in normalized
         if n_metacells_of[modality] is None:
-            counts.append(view_counts)
-            row_of_cell.append(np.arange(view_counts.shape[0]))
+            rows, group_of_cell = view, np.arange(view.shape[0])
         else:
-            labels = metacell_labels(view_counts, n_metacells_of[modality], random_state)
-            summed, group_of_cell = aggregate_rows(view_counts, labels)
-            counts.append(summed)
-            row_of_cell.append(group_of_cell)
+            labels = metacell_labels(view, n_metacells_of[modality], random_state, normalized=values_given)
+            rows, group_of_cell = aggregate_rows(view, labels)
+            if values_given:  # meta-cells of counts sum their cells; of normalised values, average them
+                rows = scale_rows(rows, 1.0 / np.bincount(group_of_cell))
+        expressions.append(gene_level_expression(rows, values_given))
+        row_of_cell.append(group_of_cell)
 
-    expressions = [log_normalize(c) for c in counts]
     n_genes = expressions[0].shape[1]
     if n_hvg is not None and n_genes > n_hvg:
         columns = _highly_variable_columns(expressions, n_hvg)

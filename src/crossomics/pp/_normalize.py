@@ -47,6 +47,20 @@ def log_normalize(X, target_sum: float = 1e4):
     return np.log1p(normalised)
 
 
+def gene_level_expression(view, normalized: bool = False):
+    """Expression of a gene-level view: ``log_normalize`` of counts, or values as given.
+
+    ``normalized=True`` marks data that are already on a continuous scale (log-normalised
+    expression, TF-IDF, z-scores, methylation rates): a second normalisation would distort
+    them, so they are only cast to float32 (sparse stays sparse).
+    """
+    if not normalized:
+        return log_normalize(view)
+    if sp.issparse(view):
+        return sp.csr_matrix(view, dtype=np.float32)
+    return np.asarray(view, dtype=np.float32)
+
+
 def column_mean_std(X) -> tuple[np.ndarray, np.ndarray]:
     """Float32 column means and standard deviations; near-constant columns get a std of 1."""
     dense = (X.toarray() if sp.issparse(X) else np.asarray(X)).astype(np.float32)

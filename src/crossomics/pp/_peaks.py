@@ -9,8 +9,11 @@ import pandas as pd
 import scipy.sparse as sp
 from anndata import AnnData
 
+from ._annotation_files import is_annotation_file, read_gene_annotation
+
 PEAK_NAME_FORMATS = ("chr1:100-200", "chr1-100-200", "chr1_100_200")
 _PEAK_NAME_PATTERN = r"^(?P<chrom>.+?)[:\-_](?P<start>\d+)[\-_](?P<end>\d+)$"
+_SITE_NAME_PATTERN = r"^(?P<chrom>(?:chr)?[0-9A-Za-z]+?)[:_](?P<position>\d+)$"
 _COORDINATE_COLUMNS = ("chrom", "chromStart", "chromEnd")
 # Chromosome codes are packed above the position bits so that all chromosomes can be searched
 # in one sorted array; 2**34 bp exceeds every known chromosome.
@@ -69,8 +72,48 @@ def parse_peaks(atac_var_or_names: AnnData | pd.DataFrame | Sequence[str] | pd.I
         peaks = _parse_peak_names(names)
     inverted = peaks.index[peaks["end"].to_numpy() < peaks["start"].to_numpy()]
     if len(inverted):
-        raise ValueError(f"{len(inverted)} peaks end before they start, e.g. {list(inverted[:3])}")
+        raise ValueError(
+            f"{len(inverted)} peaks end before they start, e.g. {list(inverted[:3])}; swap their start "
+            "and end coordinates, or drop those peaks"
+        )
     return peaks
+
+
+def parse_sites(var_or_names: pd.DataFrame | Sequence[str] | pd.Index) -> pd.DataFrame:
+    """Coordinates of methylation features: regions as :func:`parse_peaks` reads them, or
+    single sites named ``chr1:12345`` / ``chr1_12345`` (the base at that position, 0-based).
+
+    Returns a ``var``-like DataFrame with columns ``chrom``, ``chromStart``, ``chromEnd``
+    indexed by the feature names, which :func:`peak_to_gene_matrix` accepts.
+    """
+    if isinstance(var_or_names, pd.DataFrame) and set(_COORDINATE_COLUMNS) <= set(var_or_names.columns):
+        return var_or_names[list(_COORDINATE_COLUMNS)]
+    names = var_or_names.index if isinstance(var_or_names, pd.DataFrame) else pd.Index(var_or_names)
+    text = names.astype(str)
+    sites = text.str.extract(_SITE_NAME_PATTERN)
+    is_site = sites["chrom"].notna().to_numpy()
+    table = pd.DataFrame(index=names.copy(), columns=list(_COORDINATE_COLUMNS))
+    if is_site.any():
+        position = sites.loc[is_site, "position"].to_numpy().astype(np.int64)
+        table.loc[is_site, "chrom"] = sites.loc[is_site, "chrom"].to_numpy()
+        table.loc[is_site, "chromStart"] = position
+        table.loc[is_site, "chromEnd"] = position + 1
+    if (~is_site).any():
+        regions = _parse_peak_names(names[~is_site])
+        table.loc[~is_site, "chrom"] = regions["chrom"].to_numpy()
+        table.loc[~is_site, "chromStart"] = regions["start"].to_numpy()
+        table.loc[~is_site, "chromEnd"] = regions["end"].to_numpy()
+    return table.astype({"chrom": str, "chromStart": np.int64, "chromEnd": np.int64})
+
+
+def has_coordinates(var: pd.DataFrame) -> bool:
+    """Whether features are genomic positions (coordinate columns, or every name a site or region)."""
+    if set(_COORDINATE_COLUMNS) <= set(var.columns):
+        return True
+    text = var.index.astype(str)
+    return bool(len(text)) and bool(
+        (text.str.match(_SITE_NAME_PATTERN) | text.str.match(_PEAK_NAME_PATTERN)).all()
+    )
 
 
 def _parse_peak_names(names: pd.Index) -> pd.DataFrame:
@@ -94,7 +137,10 @@ def _parse_peak_names(names: pd.Index) -> pd.DataFrame:
 
 
 def resolve_annotation(annotation: pd.DataFrame | str) -> pd.DataFrame:
-    """Return ``annotation`` itself, or the bundled one when given a genome name."""
+    """Return ``annotation`` itself, the genes of a GTF/GFF3 file, or the bundled one when given
+    a genome name."""
+    if is_annotation_file(annotation):
+        return read_gene_annotation(annotation)
     if isinstance(annotation, str):
         from crossomics.datasets import gene_annotation
 

@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 
 # Antibody target names that are not themselves gene symbols, mapped to the (human, HGNC)
-# symbol of the gene encoding the target. Names that already are symbols (CD4, CD14, TIGIT,
+# symbol of the gene encoding the target. Source and licence: docs/data.md, "Antibody-to-gene
+# table" (compiled for crossomics from the HCDM CD nomenclature and HGNC symbols; MIT). Names that already are symbols (CD4, CD14, TIGIT,
 # HLA-E...) match directly and are not listed. Isoform-specific antibodies (CD45RA/RO) map to
 # the common gene; multi-gene targets (CD66a/c/e, TCR alpha/beta, LFA-1) map to one
 # representative gene. Greek letters are dropped by the name keys, so 'TCR Vα7.2' is also

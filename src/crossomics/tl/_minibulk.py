@@ -11,7 +11,7 @@ import pandas as pd
 import scipy.sparse as sp
 from anndata import AnnData
 
-from crossomics._validation import get_matrix
+from crossomics._validation import check_positive_int, get_matrix
 
 from ._smoothing import embedding_of
 
@@ -198,8 +198,9 @@ def minibulk(
     >>> bulk_rna, bulk_atac = co.tl.minibulk([rna, atac], groupby="cell_type", use_rep="X_minnet")
     """
     adatas = [adata] if isinstance(adata, AnnData) else list(adata)
-    if not adatas or n_groups < 1:
-        raise ValueError("pass at least one AnnData and n_groups >= 1")
+    if not adatas:
+        raise ValueError("adata is an empty list; pass at least one AnnData")
+    check_positive_int(n_groups, "n_groups", 100)
     if aggregate not in ("sum", "mean"):
         raise ValueError(f"aggregate must be 'sum' or 'mean', got {aggregate!r}")
     if groupby in ("position", "n_cells"):
@@ -208,6 +209,12 @@ def minibulk(
         if groupby not in data.obs:
             raise ValueError(
                 f"input {position} has no obs column {groupby!r}; available: {list(data.obs.columns)}"
+            )
+        n_missing = int(data.obs[groupby].isna().sum())
+        if n_missing:
+            raise ValueError(
+                f"{n_missing} cells have no label in obs[{groupby!r}] of input {position} (NaN); "
+                "drop those cells or label them, since a mini-bulk never mixes cell types"
             )
     if paired and any(not data.obs_names.equals(adatas[0].obs_names) for data in adatas):
         raise ValueError("paired=True needs inputs with identical obs_names in the same order")

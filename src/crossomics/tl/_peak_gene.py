@@ -10,7 +10,7 @@ import scipy.sparse as sp
 from anndata import AnnData
 from scipy.stats import rankdata
 
-from crossomics._validation import check_nonnegative, get_matrix
+from crossomics._validation import check_nonnegative, check_number, get_matrix
 from crossomics.pp import parse_peaks, peak_to_gene_matrix
 from crossomics.pp._normalize import log_normalize
 from crossomics.pp._peaks import resolve_annotation
@@ -123,6 +123,8 @@ def peak_gene_correlation(
         )
     if rna.n_obs < 3:
         raise ValueError(f"correlations need at least 3 matched observations, got {rna.n_obs}")
+    check_number(distance, "distance", 150_000, low=0)
+    distance = int(distance)  # bp; 1.5e5 is as good as 150_000
     if annotation is None and links is None:
         raise ValueError(
             "pass annotation= (to find peaks near each TSS) or links= (explicit gene-peak pairs)"
@@ -131,7 +133,9 @@ def peak_gene_correlation(
     if links is not None:
         missing = {"gene", "peak"} - set(links.columns)
         if missing:
-            raise ValueError(f"links lacks columns {sorted(missing)}")
+            raise ValueError(
+                f"links lacks columns {sorted(missing)}; pass a DataFrame with 'gene' and 'peak' columns"
+            )
         pairs = links[["gene", "peak"]].reset_index(drop=True)
         pairs = pairs[pairs["gene"].isin(rna.var_names) & pairs["peak"].isin(atac.var_names)]
     else:

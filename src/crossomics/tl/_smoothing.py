@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from numbers import Real
+
 import numpy as np
 import scipy.sparse as sp
 from anndata import AnnData
@@ -30,10 +32,14 @@ def smoothing_graph(embedding: np.ndarray, n_neighbors: int = 5, percentile: flo
     Memory is O(n * n_neighbors).
     """
     n_cells = embedding.shape[0]
-    if not 1 <= n_neighbors < n_cells:
-        raise ValueError(f"n_neighbors must be between 1 and n_cells - 1 ({n_cells - 1}), got {n_neighbors}")
-    if not 0 < percentile <= 100:
-        raise ValueError(f"percentile must be in (0, 100], got {percentile}")
+    is_int = isinstance(n_neighbors, int | np.integer) and not isinstance(n_neighbors, bool)
+    if not is_int or not 1 <= n_neighbors < n_cells:
+        raise ValueError(
+            f"n_neighbors must be between 1 and n_cells - 1 ({n_cells - 1}), got {n_neighbors!r}; "
+            "pass an integer, e.g. n_neighbors=5"
+        )
+    if isinstance(percentile, bool) or not isinstance(percentile, Real) or not 0 < percentile <= 100:
+        raise ValueError(f"percentile must be in (0, 100], got {percentile!r}; e.g. percentile=95")
     distances, neighbours = NearestNeighbors(n_neighbors=n_neighbors + 1).fit(embedding).kneighbors(embedding)
     # a cell is normally its own first neighbour, but duplicates may take that place: drop self explicitly
     is_self = neighbours == np.arange(n_cells)[:, None]
