@@ -430,6 +430,7 @@ class SCCROSSGenerationMixin:
         generator = torch.Generator().manual_seed(seed)
         component = torch.randint(len(mean), (n_cells,), generator=generator)
         noise = torch.randn((n_cells, mean.shape[1]), generator=generator).to(mean.device)
+        component = component.to(mean.device)
         z = mean[component] + torch.exp(0.5 * log_var[component]) * noise
         rng = np.random.default_rng(seed)
         names = [f"sim_{group}_{k}" for k in range(n_cells)]

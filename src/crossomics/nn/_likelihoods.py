@@ -251,7 +251,15 @@ class BatchAffineLikelihood(nn.Module):
         raise ValueError("a normal likelihood has no zeros to detect; use output='mean'")
 
     def sample(self, p: dict, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Draw one observation per entry (used for ``output="counts"``)."""
+        """Draw one observation per entry (used for ``output="counts"``).
+
+        Draws are made on the CPU and moved to the parameters' device: the seeded
+        ``generator`` is a CPU generator, and CPU draws make a seed give the same cells whether
+        the model runs on a CPU or a GPU.
+        """
+        device = next(iter(p.values())).device
+        if device.type != "cpu":
+            return self.sample({k: v.detach().cpu() for k, v in p.items()}, generator).to(device)
         if self.likelihood in ("nb", "zinb"):
             # Gamma-Poisson mixture; torch's Gamma has no generator argument, so seed globally upstream
             rate = torch.distributions.Gamma(p["theta"], p["theta"] / (p["mu"] + _EPS)).sample()
