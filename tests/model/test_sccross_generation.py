@@ -243,3 +243,30 @@ def test_an_untrained_model_warns_before_generating():
     ):
         with pytest.warns(UserWarning, match="untrained model"):
             call()
+
+
+def test_cells_without_a_label_join_no_group(trained):
+    """A NaN in the group column is a missing label, not a group called "nan"."""
+    mdata, model = trained
+    rna = mdata["rna"].copy()
+    rna.obs["cell_type"] = rna.obs["cell_type"].astype(object)
+    rna.obs.iloc[:5, rna.obs.columns.get_loc("cell_type")] = np.nan
+    types = rna.obs["cell_type"].dropna().value_counts().index[:2]
+    with pytest.raises(ValueError, match="group 'nan' is not in 'cell_type'"):
+        model.perturb(
+            "rna",
+            genes=list(rna.var_names[:3]),
+            groupby="cell_type",
+            perturb_group="nan",
+            reference_group=types[0],
+            adata=rna,
+        )
+    scores = model.perturb(
+        "rna",
+        genes=list(rna.var_names[:3]),
+        groupby="cell_type",
+        perturb_group=types[0],
+        reference_group=types[1],
+        adata=rna,
+    )
+    assert np.isfinite(scores["best_score"]).all()

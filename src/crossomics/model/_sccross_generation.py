@@ -33,7 +33,13 @@ _SAMPLING_BATCH_SIZE = 1024
 def _obs_values(adata: AnnData, groupby: str, name: str) -> pd.Series:
     if groupby not in adata.obs:
         raise ValueError(f"{groupby!r} is not a column of {name}.obs; available: {list(adata.obs.columns)}")
-    return adata.obs[groupby].astype(str)
+    return _group_labels(adata.obs[groupby])
+
+
+def _group_labels(values: pd.Series) -> pd.Series:
+    """Labels as strings for matching a group name; missing labels stay missing, so a cell
+    without a label never joins a group (``astype(str)`` alone would make them a group "nan")."""
+    return values.astype(str).where(values.notna(), None)
 
 
 class SCCROSSGenerationMixin:
@@ -410,7 +416,7 @@ class SCCROSSGenerationMixin:
             if groupby not in adata.obs:
                 continue
             found_column = True
-            rows = np.flatnonzero(adata.obs[groupby].astype(str).to_numpy() == str(group))
+            rows = np.flatnonzero(_group_labels(adata.obs[groupby]).to_numpy() == str(group))
             if not len(rows) or (m not in posterior_from and m not in modalities):
                 continue
             X, _, _ = self._modality_data(m, mdata, rows)
@@ -552,11 +558,12 @@ class SCCROSSGenerationMixin:
         query = adata
         adata = self._data_of(modality, query)
         labels = _obs_values(adata, groupby, f"mdata.mod[{modality!r}]")
+        groups = set(labels.dropna())
         for name in (perturb_group, reference_group):
-            if name not in set(labels):
+            if str(name) not in groups:
                 raise ValueError(
                     f"group {name!r} is not in {groupby!r} of modality {modality!r}; groups: "
-                    f"{sorted(set(labels))[:20]}"
+                    f"{sorted(groups)[:20]}"
                 )
         features = self.feature_names_[modality]
         gene_list = _gene_list(genes, features, modality)
