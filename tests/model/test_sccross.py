@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import mudata as md
 import numpy as np
+import pandas as pd
 import pytest
 import scipy.sparse as sp
 import scvi
@@ -452,3 +453,12 @@ def test_pairing_can_be_turned_off():
     assert model.n_pairs_ == {}
     with pytest.raises(ValueError, match="paired='yes'; pass True"):
         co.SCCROSS.setup_mudata(mdata, modalities=["rna", "atac"], gene_annotation="hg38", paired="yes")
+
+
+def test_batch_categories_without_cells_are_named_at_setup():
+    """An unused category would become a batch whose decoder parameters never train."""
+    mdata = co.datasets.bmmc_multiome()
+    batches = mdata["rna"].obs["batch"].astype(str)
+    mdata["rna"].obs["batch"] = pd.Categorical(batches, categories=[*batches.unique(), "ghost"])
+    with pytest.warns(UserWarning, match=r"categories without cells: \['ghost'\].*remove_unused_categories"):
+        co.SCCROSS.setup_mudata(mdata, modalities=["rna", "atac"], gene_annotation="hg38", batch_keys="batch")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import inspect
+import warnings
 from collections.abc import Mapping
 from numbers import Number
 
@@ -99,6 +100,18 @@ def check_batch_column(adata: AnnData, key: str | None, modality: str, argument:
             "fill them with a batch name (e.g. 'unknown') or drop those cells"
         )
     check_one_type(adata.obs[key], key, modality)
+    column = adata.obs[key]
+    if hasattr(column, "cat"):
+        unused = [c for c in column.cat.categories if c not in set(column.unique())]
+        if unused:
+            warnings.warn(
+                f".obs[{key!r}] of mdata.mod[{modality!r}] has categories without cells: {unused[:10]}; "
+                "they become batches whose parameters never train. Drop them first with "
+                f"mdata.mod[{modality!r}].obs[{key!r}] = mdata.mod[{modality!r}].obs[{key!r}]"
+                ".cat.remove_unused_categories()",
+                UserWarning,
+                stacklevel=4,
+            )
 
 
 def check_one_type(column, key: str, modality: str) -> None:
