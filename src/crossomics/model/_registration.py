@@ -102,7 +102,8 @@ def check_batch_column(adata: AnnData, key: str | None, modality: str, argument:
     check_one_type(adata.obs[key], key, modality)
     column = adata.obs[key]
     if hasattr(column, "cat"):
-        unused = [c for c in column.cat.categories if c not in set(column.unique())]
+        used = set(column.unique())
+        unused = [c for c in column.cat.categories if c not in used]
         if unused:
             warnings.warn(
                 f".obs[{key!r}] of mdata.mod[{modality!r}] has categories without cells: {unused[:10]}; "

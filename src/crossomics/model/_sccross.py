@@ -49,8 +49,7 @@ from crossomics.module._sccross import SCCROSSModule
 from crossomics.nn._likelihoods import COUNT_LIKELIHOODS, LIKELIHOODS
 from crossomics.nn._transforms import to_torch_rows
 from crossomics.pp._annotation_files import annotation_argument
-from crossomics.pp._common_genes import DEFAULT_LIKELIHOOD, MODALITY_KINDS
-from crossomics.pp._peaks import has_coordinates
+from crossomics.pp._common_genes import DEFAULT_LIKELIHOOD, MODALITY_KINDS, has_genomic_features
 from crossomics.train._multimodal_data import MultiModalDataModule, batch_key, data_key
 from crossomics.train._sccross_plan import SCCROSSQueryPlan, SCCROSSTrainingPlan
 
@@ -376,7 +375,7 @@ class SCCROSS(ModelFileMixin, SCCROSSQueryMixin, SCCROSSGenerationMixin, BaseMod
             likelihoods[m] = likelihoods[m] or DEFAULT_LIKELIHOOD[kinds[m]]
             if likelihoods[m] not in LIKELIHOODS:
                 raise ValueError(f"likelihoods[{m!r}]={likelihoods[m]!r}; choose one of {list(LIKELIHOODS)}")
-            positional = kinds[m] == "atac" or (kinds[m] == "methylation" and has_coordinates(adata.var))
+            positional = has_genomic_features(kinds[m], adata.var)
             if positional and gene_annotation is None:
                 raise ValueError(
                     f"modality {m!r} is {kinds[m]} with genomic features: pass gene_annotation='mm10'/'hg38' "

@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 
 from crossomics._validation import check_positive_int
 from crossomics.nn._likelihoods import COUNT_LIKELIHOODS
+from crossomics.pp._normalize import column_moments
 
 _OUTPUTS = ("counts", "normalized", "mean", "detection")
 # cells per forward pass of cross_generate (defaults). Expected values are decoded in place in
@@ -602,7 +603,9 @@ class SCCROSSGenerationMixin:
         directions = ["up", "down"] if direction == "both" else [direction]
         if continuous:
             feature_std = torch.as_tensor(
-                _column_std(self._modality_data(modality, query)[0]), device=x.device
+                np.sqrt(np.maximum(column_moments(self._modality_data(modality, query)[0])[1], 0.0)),
+                dtype=torch.float32,
+                device=x.device,
             )
             signs = {"up": 1.0, "down": -1.0}
 
@@ -669,14 +672,6 @@ class SCCROSSGenerationMixin:
         batch = torch.zeros(len(x), dtype=torch.long, device=z.device)
         params, _, _ = self.module.decode(target, z, batch, library, sample=False)
         return self.module.likelihood[target].mean(params).cpu().numpy()
-
-
-def _column_std(X) -> np.ndarray:
-    """Float32 standard deviation of each column of a sparse or dense matrix."""
-    mean = np.asarray(X.mean(axis=0), dtype=np.float64).ravel()
-    squares = X.multiply(X) if sp.issparse(X) else np.square(np.asarray(X, dtype=np.float64))
-    variance = np.asarray(squares.mean(axis=0), dtype=np.float64).ravel() - mean**2
-    return np.sqrt(np.maximum(variance, 0.0)).astype(np.float32)
 
 
 def _gene_list(genes, features: pd.Index, modality: str) -> list:

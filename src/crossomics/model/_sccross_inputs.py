@@ -22,14 +22,14 @@ from crossomics.model._registration import check_batch_column
 from crossomics.nn._likelihoods import COUNT_LIKELIHOODS
 from crossomics.nn._transforms import GeneSetScores, ReferenceGraphConvolution, to_torch_rows
 from crossomics.pp._common_gene_space import CommonGeneProjection
-from crossomics.pp._common_genes import infer_modality_kinds
+from crossomics.pp._common_genes import has_genomic_features, infer_modality_kinds
 from crossomics.pp._input_transforms import StandardizedPCA, top_right_singular_vectors
-from crossomics.pp._peaks import has_coordinates, parse_sites
+from crossomics.pp._peaks import parse_sites
 from crossomics.train._multimodal_data import batch_key, data_key
 
 logger = logging.getLogger(__name__)
 
-_ATAC, _PROTEIN, _METHYLATION = "atac", "protein", "methylation"
+_ATAC, _PROTEIN = "atac", "protein"
 
 
 def normalized_modalities(likelihoods: dict[str, str]) -> frozenset[str]:
@@ -141,7 +141,7 @@ def fit_gene_set_features(
         return None
     feature_to_gene = None
     gene_names = adata.var_names
-    if kind == _ATAC or (kind == _METHYLATION and has_coordinates(adata.var)):
+    if has_genomic_features(kind, adata.var):
         if annotation is None:
             return None
         features = adata if kind == _ATAC else parse_sites(adata.var)

@@ -33,6 +33,12 @@ METHYLATION_SIGN = -1.0
 negated (docs/concepts.md, "Normalised and continuous inputs")."""
 
 
+def has_genomic_features(kind: str, var: pd.DataFrame) -> bool:
+    """Whether a modality's features are genomic positions mapped to genes through an
+    annotation: always for ATAC, for methylation when they are sites, bins or regions."""
+    return kind == "atac" or (kind == "methylation" and has_coordinates(var))
+
+
 def infer_modality_kinds(modalities: Sequence[str], kinds: Mapping[str, str] | None = None) -> dict[str, str]:
     """Kind (``rna``, ``atac``, ``protein``, ``methylation``) of each modality: given, or guessed from its name."""
     kinds = dict(kinds or {})
@@ -210,11 +216,7 @@ def common_gene_maps(
     """
     modalities = check_modalities(mdata, modalities)
     kinds = infer_modality_kinds(modalities, kinds)
-    positional = [
-        m
-        for m in modalities
-        if kinds[m] == "atac" or (kinds[m] == "methylation" and has_coordinates(mdata.mod[m].var))
-    ]
+    positional = [m for m in modalities if has_genomic_features(kinds[m], mdata.mod[m].var)]
     if positional:
         if gene_annotation is None:
             raise ValueError(

@@ -23,7 +23,7 @@ from torch import nn
 from crossomics._validation import check_nonnegative, check_number, get_matrix
 from crossomics.nn._transforms import _TOTAL_FLOOR, _buffer, _csr_entries, _csr_like, _is_csr
 
-from ._normalize import TOTAL_FLOOR, as_float32_csr, log_normalize, row_sums, scale_rows
+from ._normalize import TOTAL_FLOOR, as_float32_csr, column_moments, log_normalize, row_sums, scale_rows
 
 CLIP_VALUE = 10.0
 """Standardised values are clipped to ``[-CLIP_VALUE, CLIP_VALUE]`` before the PCA projection."""
@@ -477,9 +477,8 @@ class StandardizedPCA(nn.Module):
         The axes come from at most ``max_cells`` random cells, densified in float32: wide
         continuous data (TF-IDF over 100,000 peaks) would not fit in memory densified whole.
         """
-        mean = np.asarray(X.mean(0), dtype=np.float64).ravel()
-        squares = X.multiply(X) if sp.issparse(X) else np.square(np.asarray(X, dtype=np.float64))
-        std = np.sqrt(np.maximum(np.asarray(squares.mean(0), dtype=np.float64).ravel() - mean**2, 0.0))
+        mean, variance = column_moments(X)
+        std = np.sqrt(np.maximum(variance, 0.0))
         std[std < 1e-6] = 1.0
         rows = np.arange(X.shape[0])
         if X.shape[0] > max_cells:

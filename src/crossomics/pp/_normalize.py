@@ -57,8 +57,17 @@ def gene_level_expression(view, normalized: bool = False):
     if not normalized:
         return log_normalize(view)
     if sp.issparse(view):
-        return sp.csr_matrix(view, dtype=np.float32)
+        return as_float32_csr(view)
     return np.asarray(view, dtype=np.float32)
+
+
+def column_moments(X) -> tuple[np.ndarray, np.ndarray]:
+    """Float64 column means and (population) variances of a sparse or dense matrix, from sums of
+    values and squares, so a sparse matrix is never densified. Rounding can leave a variance
+    slightly below zero; callers taking a square root clip it."""
+    mean = np.asarray(X.mean(axis=0), dtype=np.float64).ravel()
+    squares = X.multiply(X) if sp.issparse(X) else np.square(np.asarray(X, dtype=np.float64))
+    return mean, np.asarray(squares.mean(axis=0), dtype=np.float64).ravel() - mean**2
 
 
 def column_mean_std(X) -> tuple[np.ndarray, np.ndarray]:

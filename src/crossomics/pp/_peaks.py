@@ -89,21 +89,21 @@ def parse_sites(var_or_names: pd.DataFrame | Sequence[str] | pd.Index) -> pd.Dat
     if isinstance(var_or_names, pd.DataFrame) and set(_COORDINATE_COLUMNS) <= set(var_or_names.columns):
         return var_or_names[list(_COORDINATE_COLUMNS)]
     names = var_or_names.index if isinstance(var_or_names, pd.DataFrame) else pd.Index(var_or_names)
-    text = names.astype(str)
-    sites = text.str.extract(_SITE_NAME_PATTERN)
+    sites = names.astype(str).str.extract(_SITE_NAME_PATTERN)
     is_site = sites["chrom"].notna().to_numpy()
-    table = pd.DataFrame(index=names.copy(), columns=list(_COORDINATE_COLUMNS))
-    if is_site.any():
-        position = sites.loc[is_site, "position"].to_numpy().astype(np.int64)
-        table.loc[is_site, "chrom"] = sites.loc[is_site, "chrom"].to_numpy()
-        table.loc[is_site, "chromStart"] = position
-        table.loc[is_site, "chromEnd"] = position + 1
-    if (~is_site).any():
-        regions = _parse_peak_names(names[~is_site])
-        table.loc[~is_site, "chrom"] = regions["chrom"].to_numpy()
-        table.loc[~is_site, "chromStart"] = regions["start"].to_numpy()
-        table.loc[~is_site, "chromEnd"] = regions["end"].to_numpy()
-    return table.astype({"chrom": str, "chromStart": np.int64, "chromEnd": np.int64})
+    regions = _parse_peak_names(names[~is_site])
+    chrom = np.empty(len(names), dtype=object)
+    start = np.empty(len(names), dtype=np.int64)
+    end = np.empty(len(names), dtype=np.int64)
+    chrom[is_site] = sites.loc[is_site, "chrom"].to_numpy()
+    start[is_site] = sites.loc[is_site, "position"].to_numpy().astype(np.int64)
+    end[is_site] = start[is_site] + 1
+    chrom[~is_site] = regions["chrom"].to_numpy()
+    start[~is_site] = regions["start"].to_numpy()
+    end[~is_site] = regions["end"].to_numpy()
+    return pd.DataFrame(
+        {"chrom": chrom.astype(str), "chromStart": start, "chromEnd": end}, index=names.copy()
+    )
 
 
 def has_coordinates(var: pd.DataFrame) -> bool:
