@@ -306,6 +306,11 @@ def trained(result, e, d):
     assert np.isfinite(d["model"].history["train_loss"].to_numpy(dtype=float)).all()
 
 
+def warns_and_sets_up(d: dict, message: str):
+    with pytest.warns(UserWarning, match=message):
+        return setup(d)
+
+
 def registered_for_sccross(result, e, d):
     manager = co.SCCROSS._get_most_recent_anndata_manager(d["mdata"])
     assert manager is not None and manager.registry["setup_args"]["modalities"] == ["rna", "atac"]
@@ -497,14 +502,24 @@ SETUP = [
         r"remove or impute",
         lambda e: {"mdata": with_rna(lambda X: np.where(np.arange(X.size).reshape(X.shape) == 7, np.inf, X))},
     ),
-    bad(
+    good(
         "setup-empty-cell",
-        "a cell with no counts cannot be normalised",
+        "a cell with no RNA counts was not measured in RNA: it is left out of RNA, with a warning",
+        lambda e, d: warns_and_sets_up(
+            d, r"1 of 500 cells have zero counts \(e.g. \['.+'\]\).*sc.pp.filter_cells"
+        ),
+        registered_for_sccross,
+        lambda e: {"mdata": with_rna(lambda X: np.where(np.arange(X.shape[0])[:, None] == 2, 0, X))},
+        registers=True,
+    ),
+    bad(
+        "setup-all-cells-empty",
+        "a modality without a single count",
         lambda e, d: setup(d),
         ValueError,
-        r"1 cells with zero counts \(first at row 2\)",
-        r"sc.pp.filter_cells",
-        lambda e: {"mdata": with_rna(lambda X: np.where(np.arange(X.shape[0])[:, None] == 2, 0, X))},
+        r"modality 'rna' .X has zero counts in all 500 cells",
+        r"leave modality 'rna' out of modalities=",
+        lambda e: {"mdata": with_rna(np.zeros_like)},
     ),
     bad(
         "setup-duplicated-cell-names",
@@ -972,6 +987,25 @@ LATENT = [
         r"non-integer values",
         r"needs raw counts",
         lambda e: query_rna(e, lambda a: AnnData(np.log1p(a.X.toarray()), obs=a.obs, var=a.var)),
+    ),
+    good(
+        "latent-query-empty-cell",
+        "a query cell without counts gets a NaN row, the others their embedding",
+        lambda e, d: e.sccross.get_latent_representation("rna", adata=d["rna"]),
+        lambda r, e, d: (
+            np.isnan(r[2]).all() or pytest.fail("row 2 not NaN"),
+            np.testing.assert_allclose(
+                np.delete(r, 2, 0), np.delete(e.latent_rna, 2, 0), rtol=1e-4, atol=1e-5
+            ),
+        ),
+        lambda e: query_rna(
+            e,
+            lambda a: AnnData(
+                sp.csr_matrix(np.where(np.arange(a.n_obs)[:, None] == 2, 0, a.X.toarray())),
+                obs=a.obs,
+                var=a.var,
+            ),
+        ),
     ),
     bad(
         "latent-query-nan",

@@ -51,15 +51,9 @@ def check_counts(X, name: str, hint: str = "") -> None:
             raise ValueError(f"{name} has non-integer values; raw counts are required{hint}")
 
 
-def check_no_empty_cells(X, name: str) -> None:
-    """Raise if any row (cell) of ``X`` sums to zero."""
-    totals = np.asarray(X.sum(axis=1)).ravel()
-    empty = np.flatnonzero(totals == 0)
-    if empty.size:
-        raise ValueError(
-            f"{name} has {empty.size} cells with zero counts (first at row {empty[0]}); "
-            "filter them first, e.g. sc.pp.filter_cells(adata, min_counts=1)"
-        )
+def empty_cells(X) -> np.ndarray:
+    """Boolean mask of the rows (cells) of ``X`` that sum to zero."""
+    return np.asarray(X.sum(axis=1)).ravel() == 0
 
 
 def is_count_matrix(X) -> bool:

@@ -53,9 +53,9 @@ def test_paired_integration_shapes_and_alignment(paired):
 def test_prior_uses_automatic_metacells_unless_told(monkeypatch):
     calls = []
 
-    def recording_prior(*args, **kwargs):
+    def recording_prior(mdata, modalities, **kwargs):
         calls.append(kwargs)
-        return None
+        return {m: np.zeros((mdata.mod[m].n_obs, 2)) for m in modalities}
 
     monkeypatch.setattr(co.pp, "mnn_prior", recording_prior)
     mdata = co.datasets.bmmc_multiome()
@@ -332,7 +332,7 @@ def _assert_unchanged(mdata, snapshot):
         (None, {"modalities": ["rna", "protein"]}, "not in the MuData"),
         ("fractional", {}, "non-integer values.*raw counts"),
         ("nan", {}, "NaN/inf"),
-        ("empty", {}, "zero counts"),
+        ("all-empty", {}, "zero counts in all 500 cells"),
         (None, {"modalities": ["rna", "atac"], "likelihoods": {"rna": "poisson"}}, "choose one of"),
     ],
 )
@@ -343,8 +343,8 @@ def test_setup_errors_leave_input_unchanged(mutate, kwargs, message):
         X[0, :5] += 0.5
     elif mutate == "nan":
         X[1, 0] = np.nan
-    elif mutate == "empty":
-        X[2] = 0
+    elif mutate == "all-empty":
+        X[:] = 0
     mdata.mod["rna"].X = sp.csr_matrix(X)
     snapshot = _snapshot(mdata)
     with pytest.raises(ValueError, match=message):
@@ -462,3 +462,53 @@ def test_batch_categories_without_cells_are_named_at_setup():
     mdata["rna"].obs["batch"] = pd.Categorical(batches, categories=[*batches.unique(), "ghost"])
     with pytest.warns(UserWarning, match=r"categories without cells: \['ghost'\].*remove_unused_categories"):
         co.SCCROSS.setup_mudata(mdata, modalities=["rna", "atac"], gene_annotation="hg38", batch_keys="batch")
+
+
+def test_zero_count_cells_are_left_out_of_their_modality_only():
+    """Cells without ATAC counts are dropped from ATAC, with a warning: the model trains exactly
+    as on data where the user removed them from ATAC first, keeps them in RNA, pairs the rest,
+    and returns NaN for their ATAC outputs."""
+    empty_rows = np.array([3, 10, 57])
+    base = co.datasets.bmmc_multiome()[:300].copy()
+    atac = base.mod["atac"].X.tolil()
+    atac[empty_rows] = 0
+    base.mod["atac"].X = atac.tocsr()
+    base.mod["atac"].X.eliminate_zeros()
+    filtered = base.copy()
+    keep = np.setdiff1d(np.arange(300), empty_rows)
+    filtered = _mudata({"rna": filtered.mod["rna"], "atac": filtered.mod["atac"][keep].copy()})
+    atac_before = base.mod["atac"].X.copy()
+
+    def train(mdata):
+        scvi.settings.seed = 0
+        co.SCCROSS.setup_mudata(mdata, modalities=["rna", "atac"], gene_annotation="hg38")
+        model = co.SCCROSS(
+            mdata, n_hidden=16, n_latent=4, n_components=8, n_graph_reference=200, gene_sets=None
+        )
+        model.train(max_epochs=4, pretrain_epochs=2, batch_size=64, **FAST)
+        return model
+
+    with pytest.warns(
+        UserWarning, match=r"3 of 300 cells have zero counts .*leaves them out of modality 'atac'"
+    ):
+        dropped = train(base)
+    kept = train(filtered)
+    assert dropped.n_pairs_ == kept.n_pairs_ == {"rna:atac": 297}
+    np.testing.assert_allclose(
+        dropped.get_latent_representation(modality="rna"),
+        kept.get_latent_representation(modality="rna"),
+        atol=1e-5,
+    )
+    with pytest.warns(UserWarning, match=r"3 of 300 cells have zero counts in modality 'atac'"):
+        z_atac = dropped.get_latent_representation(modality="atac")
+    assert np.isnan(z_atac[empty_rows]).all()
+    np.testing.assert_allclose(z_atac[keep], kept.get_latent_representation(modality="atac"), atol=1e-5)
+    with pytest.warns(UserWarning, match="generated rows are NaN"):
+        rna_from_atac = dropped.cross_generate(source="atac", target="rna")
+    assert rna_from_atac.shape == (300, base.mod["rna"].n_vars)
+    assert np.isnan(rna_from_atac.X[empty_rows]).all() and np.isfinite(rna_from_atac.X[keep]).all()
+    simulated = dropped.simulate(
+        groupby="cell_type", group=str(base.mod["atac"].obs["cell_type"].iloc[3]), n_cells=20
+    )
+    assert all(np.isfinite(simulated.mod[m].X.toarray()).all() for m in simulated.mod)
+    assert base.mod["atac"].n_obs == 300 and (base.mod["atac"].X != atac_before).nnz == 0

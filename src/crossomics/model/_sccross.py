@@ -21,8 +21,8 @@ from crossomics._validation import (
     check_counts,
     check_finite,
     check_indices,
-    check_no_empty_cells,
     check_positive_int,
+    empty_cells,
     get_matrix,
 )
 from crossomics.datasets._loaders import genome_from_var
@@ -209,12 +209,16 @@ class SCCROSS(ModelFileMixin, SCCROSSQueryMixin, SCCROSSGenerationMixin, BaseMod
             },
         )
         seed = settings.seed or 0
-        matrices = {}
+        matrices, measured = {}, {}
         for m in self.modalities_:
             X = self.adata_manager.get_from_registry(data_key(m))
-            matrices[m] = sp.csr_matrix(X) if sp.issparse(X) else np.asarray(X)
+            X = sp.csr_matrix(X) if sp.issparse(X) else np.asarray(X)
+            measured[m] = self._measured_cells(m, X)
+            matrices[m] = X if measured[m].all() else X[measured[m]]
+        # cells without counts in a modality take no part in fitting it (setup_mudata warned)
+        fit_data = _measured_mudata(mdata, measured)
         transforms = fit_encoder_inputs(
-            mdata,
+            fit_data,
             matrices,
             self.kinds_,
             self.likelihoods_,
@@ -235,8 +239,8 @@ class SCCROSS(ModelFileMixin, SCCROSSQueryMixin, SCCROSSGenerationMixin, BaseMod
             # decoders start at the data's marginal (see BatchAffineLikelihood.initialize_from_data)
             self.module.likelihood[m].initialize_from_data(matrices[m])
         self.library_sizes_ = {m: np.asarray(matrices[m].sum(1)).ravel() for m in self.modalities_}
-        self.mnn_prior_: dict[str, np.ndarray] | None = pp.mnn_prior(
-            mdata,
+        prior = pp.mnn_prior(
+            fit_data,
             self.modalities_,
             kinds=self.kinds_,
             gene_annotation=setup["gene_annotation"],
@@ -246,6 +250,10 @@ class SCCROSS(ModelFileMixin, SCCROSSQueryMixin, SCCROSSGenerationMixin, BaseMod
             random_state=seed,
             **{"n_comps": 20, "n_metacells": "auto", **(prior_kwargs or {})},
         )
+        # one prior row per row of the modality (NaN for cells left out), as the data loaders index it
+        self.mnn_prior_: dict[str, np.ndarray] | None = {
+            m: _rows_of_all_cells(prior[m], measured[m]) for m in self.modalities_
+        }
         self.n_pairs_: dict[str, int] | None = None
         self._data = {m: mdata.mod[m] for m in self.modalities_}
         self._set_reference_mapping_state()
@@ -469,11 +477,20 @@ class SCCROSS(ModelFileMixin, SCCROSSQueryMixin, SCCROSSGenerationMixin, BaseMod
         modalities = [m for m in self.modalities_ if m in mdata.mod]
         if not is_query and self.mnn_prior_ is None:
             raise RuntimeError("this model has no MNN prior; construct it with SCCROSS(mdata) to fit one")
-        rows = {m: np.arange(mdata.mod[m].n_obs) for m in modalities}
+        rows = {
+            m: np.flatnonzero(self._measured_cells(m, self.adata_manager.get_from_registry(data_key(m))))
+            for m in modalities
+        }
         paired = self.adata_manager.registry["setup_args"].get("paired", True)
         pairs = (
             pair_rows({m: mdata.mod[m] for m in modalities}, modalities) if paired and not is_query else {}
         )
+        # a pair needs both cells measured
+        pairs = {
+            (h, j): (rows_h[keep], rows_j[keep])
+            for (h, j), (rows_h, rows_j) in pairs.items()
+            if (keep := np.isin(rows_h, rows[h]) & np.isin(rows_j, rows[j])).any()
+        }
         priors = {
             m: None if is_query else np.asarray(self.mnn_prior_[m], dtype=np.float32) for m in modalities
         }
@@ -653,7 +670,6 @@ class SCCROSS(ModelFileMixin, SCCROSSQueryMixin, SCCROSSGenerationMixin, BaseMod
             check_counts(
                 X, where, hint=f"; the model's {self.likelihoods_[modality]!r} likelihood needs raw counts"
             )
-            check_no_empty_cells(X, where)
         key = self.batch_keys_[modality]
         categories = pd.Index(self.batch_categories_[modality]).astype(str)
         if key is not None and key in adata.obs:
@@ -692,6 +708,31 @@ class SCCROSS(ModelFileMixin, SCCROSSQueryMixin, SCCROSSGenerationMixin, BaseMod
             indices = check_indices(indices, X.shape[0], f"indices of modality {modality!r}")
             X, codes, source = X[indices], codes[indices], source[indices]
         return X, source, codes
+
+    def _measured_cells(self, modality: str, X) -> np.ndarray:
+        """Boolean mask of the rows of ``X`` measured in ``modality``: all of them, except cells
+        with zero counts under a count likelihood, which SCCROSS leaves out of that modality."""
+        if self.likelihoods_[modality] in COUNT_LIKELIHOODS:
+            return ~empty_cells(X)
+        return np.ones(X.shape[0], dtype=bool)
+
+    def _encode_measured(
+        self, modality: str, X, encode, batch_size: int | None, n_columns: int
+    ) -> np.ndarray:
+        """``encode`` (a tensor chunk -> array) applied to the measured rows of ``X``; NaN rows
+        for cells with zero counts in ``modality``, with a warning."""
+        measured = self._measured_cells(modality, X)
+        if not measured.all():
+            warnings.warn(
+                f"{int((~measured).sum())} of {X.shape[0]} cells have zero counts in modality {modality!r}; "
+                "their rows are NaN (the cells were not measured in it)",
+                UserWarning,
+                stacklevel=3,
+            )
+            X = X[measured]
+        chunks = [encode(x) for x in self._batches(X, batch_size)]
+        values = np.concatenate(chunks) if chunks else np.zeros((0, n_columns), dtype=np.float32)
+        return _rows_of_all_cells(values, measured)
 
     def _batches(self, X, batch_size: int | None):
         """Row chunks of ``X`` as tensors for the encoders: CSR tensors when ``X`` is sparse.
@@ -743,8 +784,28 @@ class SCCROSS(ModelFileMixin, SCCROSSQueryMixin, SCCROSSGenerationMixin, BaseMod
         self._check_if_trained(warn=True)
         X, _, _ = self._modality_data(modality, adata, indices)
         self.module.eval()
-        out = [
-            self.module.encode(modality, x, sample=not give_mean)["z"].cpu().numpy()
-            for x in self._batches(X, batch_size)
-        ]
-        return np.concatenate(out) if out else np.zeros((0, self.module.n_latent), dtype=np.float32)
+        return self._encode_measured(
+            modality,
+            X,
+            lambda x: self.module.encode(modality, x, sample=not give_mean)["z"].cpu().numpy(),
+            batch_size,
+            self.module.n_latent,
+        )
+
+
+def _rows_of_all_cells(values: np.ndarray, measured: np.ndarray) -> np.ndarray:
+    """``values`` of the measured rows placed at their rows among all cells, NaN elsewhere."""
+    if measured.all():
+        return values
+    out = np.full((len(measured), *values.shape[1:]), np.nan, dtype=np.result_type(values.dtype, np.float32))
+    out[measured] = values
+    return out
+
+
+def _measured_mudata(mdata: MuData, measured: dict[str, np.ndarray]) -> MuData:
+    """``mdata`` with each modality restricted to its measured cells (``mdata`` itself when all are)."""
+    if all(mask.all() for mask in measured.values()):
+        return mdata
+    return MuData(
+        {m: mdata.mod[m] if mask.all() else mdata.mod[m][mask].copy() for m, mask in measured.items()}
+    )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+import warnings
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from numbers import Real
@@ -287,6 +288,15 @@ class SCCROSSGenerationMixin:
             raise ValueError(f"precision={precision!r}; choose 'float32' or 'bfloat16'")
         check_positive_int(n_samples, "n_samples", 1)
         X, source_adata, _ = self._modality_data(source, adata, indices)
+        measured = self._measured_cells(source, X)
+        if not measured.all():
+            warnings.warn(
+                f"{int((~measured).sum())} of {X.shape[0]} source cells have zero counts in modality "
+                f"{source!r}; their generated rows are NaN (the cells were not measured in it)",
+                UserWarning,
+                stacklevel=2,
+            )
+            X = X[measured]
         own_library = np.asarray(X.sum(1)).ravel() if source == target else None
         library = self._target_library(target, library_size, X.shape[0], own_library)
         code = self._target_batch(target, target_batch)
@@ -318,6 +328,10 @@ class SCCROSSGenerationMixin:
                 if n_samples > 1:
                     block.copy_(first.unsqueeze(1).expand(-1, n_samples, -1))
             start += n
+        if not measured.all():
+            generated = np.full((len(measured), n_samples, n_features), np.nan, dtype=np.float32)
+            generated[measured] = stacked.reshape(n_cells, n_samples, n_features)
+            stacked = generated.reshape(len(measured) * n_samples, n_features)
         obs = source_adata.obs.copy()
         obs = obs[[c for c in obs.columns if not str(c).startswith("_scvi")]]
         if n_samples > 1:
@@ -421,6 +435,9 @@ class SCCROSSGenerationMixin:
             if not len(rows) or (m not in posterior_from and m not in modalities):
                 continue
             X, _, _ = self._modality_data(m, mdata, rows)
+            X = X[self._measured_cells(m, X)]
+            if not X.shape[0]:
+                continue
             libraries[m] = np.asarray(X.sum(1)).ravel()
             if m not in posterior_from:
                 continue
@@ -576,10 +593,18 @@ class SCCROSSGenerationMixin:
         if max_cells is not None:
             check_positive_int(max_cells, "max_cells", 1000)
         rng = np.random.default_rng(seed)
-        perturb_rows = np.flatnonzero(labels.to_numpy() == str(perturb_group))
+        # cells with zero counts in the modality were not measured in it: neither perturbed nor reference
+        measured = self._measured_cells(modality, self._modality_data(modality, query)[0])
+        perturb_rows = np.flatnonzero((labels.to_numpy() == str(perturb_group)) & measured)
         if max_cells is not None and len(perturb_rows) > max_cells:
             perturb_rows = np.sort(rng.choice(perturb_rows, max_cells, replace=False))
-        reference_rows = np.flatnonzero(labels.to_numpy() == str(reference_group))
+        reference_rows = np.flatnonzero((labels.to_numpy() == str(reference_group)) & measured)
+        for name, rows in ((perturb_group, perturb_rows), (reference_group, reference_rows)):
+            if not len(rows):
+                raise ValueError(
+                    f"group {name!r} has no cells with counts in modality {modality!r}; choose a group "
+                    "measured in it"
+                )
         self.module.eval()
         reference_direction = F.normalize(
             torch.as_tensor(self.get_latent_representation(modality, adata=query, indices=reference_rows)),

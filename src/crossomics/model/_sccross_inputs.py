@@ -8,6 +8,7 @@ from the training data and handed to the module as buffers.
 from __future__ import annotations
 
 import logging
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -17,7 +18,7 @@ from scvi.data import AnnDataManager, fields
 from scvi.data._manager import AnnDataManagerValidationCheck
 
 from crossomics import pp
-from crossomics._validation import check_counts, check_finite, check_no_empty_cells, get_matrix
+from crossomics._validation import check_counts, check_finite, empty_cells, get_matrix
 from crossomics.model._registration import check_batch_column
 from crossomics.nn._likelihoods import COUNT_LIKELIHOODS
 from crossomics.nn._transforms import GeneSetScores, ReferenceGraphConvolution, to_torch_rows
@@ -295,8 +296,32 @@ def check_modality_data(
             hint=f"; the {likelihood!r} likelihood needs raw counts (pass likelihoods={{{modality!r}: 'normal'}} "
             "for normalised data)",
         )
-        check_no_empty_cells(X, where)
+        warn_empty_cells(modality, adata, empty_cells(X), where)
     check_batch_column(adata, batch_key_name, modality, "batch key")
+
+
+def warn_empty_cells(modality: str, adata: AnnData, empty: np.ndarray, where: str) -> None:
+    """Say which cells have no counts in ``modality``: SCCROSS leaves them out of it.
+
+    A cell with zero counts was not measured in that modality; a partly paired model uses
+    what it has of the cell elsewhere. Raise when no cell is left.
+    """
+    if not empty.any():
+        return
+    if empty.all():
+        raise ValueError(
+            f"{where} has zero counts in all {adata.n_obs} cells; leave modality {modality!r} out of "
+            "modalities= or pass the layer that holds its counts"
+        )
+    names = list(adata.obs_names[empty][:5])
+    warnings.warn(
+        f"{where}: {int(empty.sum())} of {adata.n_obs} cells have zero counts (e.g. {names}); SCCROSS leaves "
+        f"them out of modality {modality!r} (training, prior and pairs) and returns NaN for their "
+        f"{modality!r} embeddings and generations. To silence this, drop them first: "
+        f"sc.pp.filter_cells(mdata.mod[{modality!r}], min_counts=1); mdata.update()",
+        UserWarning,
+        stacklevel=5,
+    )
 
 
 def data_manager(modalities, layers, likelihoods, batch_keys, setup_method_args: dict) -> AnnDataManager:
