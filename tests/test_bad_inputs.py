@@ -549,11 +549,20 @@ SETUP = [
     ),
     bad(
         "setup-paired-not-bool",
-        "paired takes True or False",
+        "paired takes True, False or an explicit pairing table",
         lambda e, d: setup(d, paired="yes"),
         ValueError,
         r"paired='yes'",
-        r"pass True",
+        r"pass True.*explicit pairing",
+        raw(),
+    ),
+    bad(
+        "setup-pairing-unknown-cells",
+        "an explicit pairing that names cells the modality does not have",
+        lambda e, d: setup(d, paired=pd.DataFrame({"rna": ["nobody"], "atac": ["nobody"]})),
+        ValueError,
+        r"names 1 cells that are not in mdata.mod\['rna'\] \(e.g. \['nobody'\]\)",
+        r"use that modality's obs_names",
         raw(),
     ),
     bad(

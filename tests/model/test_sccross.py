@@ -455,6 +455,50 @@ def test_pairing_can_be_turned_off():
         co.SCCROSS.setup_mudata(mdata, modalities=["rna", "atac"], gene_annotation="hg38", paired="yes")
 
 
+def test_explicit_pairing_equals_pairing_by_name(tmp_path):
+    """Cells named differently per modality pair through an explicit table, exactly as if they
+    shared names; bad tables name the problem."""
+    source = co.datasets.bmmc_multiome()[:200].copy()
+    rna, atac = source.mod["rna"], source.mod["atac"].copy()
+    paired_cells = np.arange(150)
+    by_name = atac.copy()
+    by_name.obs_names = [n if i in paired_cells else f"other_{n}" for i, n in enumerate(atac.obs_names)]
+    renamed = atac.copy()
+    renamed.obs_names = [f"atac_{n}" for n in atac.obs_names]
+    table = pd.DataFrame({"rna": rna.obs_names[paired_cells], "atac": renamed.obs_names[paired_cells]})
+
+    def train(mdata, **setup):
+        scvi.settings.seed = 0
+        co.SCCROSS.setup_mudata(mdata, modalities=["rna", "atac"], gene_annotation="hg38", **setup)
+        model = co.SCCROSS(
+            mdata, n_hidden=16, n_latent=4, n_components=8, n_graph_reference=200, gene_sets=None
+        )
+        model.train(max_epochs=3, pretrain_epochs=1, batch_size=64, **FAST)
+        return model
+
+    explicit = train(_mudata({"rna": rna.copy(), "atac": renamed.copy()}), paired=table)
+    named = train(_mudata({"rna": rna.copy(), "atac": by_name.copy()}))
+    assert explicit.n_pairs_ == named.n_pairs_ == {"rna:atac": 150}
+    np.testing.assert_allclose(
+        explicit.get_latent_representation("atac"), named.get_latent_representation("atac"), atol=1e-5
+    )
+    explicit.save(tmp_path / "explicit")  # the pairing is kept in the registry as plain lists
+    loaded = co.SCCROSS.load(tmp_path / "explicit", adata=explicit.adata)
+    np.testing.assert_array_equal(
+        loaded.get_latent_representation("atac"), explicit.get_latent_representation("atac")
+    )
+    mdata = _mudata({"rna": rna.copy(), "atac": renamed.copy()})
+    for bad, message in [
+        (table.rename(columns={"atac": "adt"}), r"columns \['rna', 'adt'\].*unknown: \['adt'\]"),
+        (table.assign(atac=rna.obs_names[paired_cells]), r"150 cells that are not in mdata.mod\['atac'\]"),
+        (pd.concat([table, table.iloc[:1]]), r"names cells of modality 'rna' twice"),
+        ({"rna": ["a", "b"], "atac": ["c"]}, r"differ in length"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            co.SCCROSS.setup_mudata(mdata, modalities=["rna", "atac"], gene_annotation="hg38", paired=bad)
+    assert not any(c.startswith("_scvi") for m in mdata.mod for c in mdata.mod[m].obs.columns)
+
+
 def test_batch_categories_without_cells_are_named_at_setup():
     """An unused category would become a batch whose decoder parameters never train."""
     mdata = co.datasets.bmmc_multiome()

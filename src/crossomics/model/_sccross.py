@@ -43,6 +43,7 @@ from crossomics.model._sccross_inputs import (
     infer_kind,
     normalized_modalities,
     pair_rows,
+    pairing_table,
 )
 from crossomics.model._sccross_query import SCCROSSQueryMixin
 from crossomics.module._sccross import SCCROSSModule
@@ -307,7 +308,7 @@ class SCCROSS(ModelFileMixin, SCCROSSQueryMixin, SCCROSSGenerationMixin, BaseMod
         kinds: Mapping[str, str] | None = None,
         gene_annotation: str | pd.DataFrame | None = None,
         protein_to_gene: Mapping[str, str] | None = None,
-        paired: bool = True,
+        paired: bool | pd.DataFrame | Mapping[str, Sequence[str]] = True,
         **kwargs,
     ):
         """Register a MuData for SCCROSS.
@@ -361,7 +362,9 @@ class SCCROSS(ModelFileMixin, SCCROSSQueryMixin, SCCROSSGenerationMixin, BaseMod
             pairs: an alignment and a translation term). Setup logs how many there are, and
             training finds them again from the names, so a filtered modality never pairs the
             wrong cells. ``False`` treats every cell as unpaired, e.g. when names repeat across
-            modalities by chance.
+            modalities by chance. An explicit pairing for cells named differently in each
+            modality: a DataFrame (or dict of equally long lists) with one column of cell names
+            per modality, one row per cell, missing where a cell lacks a modality.
         """
         setup_method_args = cls._get_setup_method_args(**locals())
         check_mudata(mdata, "SCCROSS")
@@ -393,13 +396,20 @@ class SCCROSS(ModelFileMixin, SCCROSSQueryMixin, SCCROSSGenerationMixin, BaseMod
             if kinds[m] == "atac":
                 pp.check_genome(adata, gene_annotation, f"modality {m!r}")
         setup_method_args["setup_args"]["gene_annotation"] = gene_annotation
-        if not isinstance(paired, bool):
-            raise ValueError(f"paired={paired!r}; pass True (pair cells by shared obs_names) or False")
-        if paired:
-            for (h, j), (rows, _) in pair_rows({m: mdata.mod[m] for m in modalities}, modalities).items():
-                logger.info("%d cells are paired between %r and %r (shared obs_names)", len(rows), h, j)
+        adatas = {m: mdata.mod[m] for m in modalities}
+        paired = pairing_table(paired, adatas, modalities)
+        if paired is not False:
+            explicit = None if paired is True else paired
+            for (h, j), (rows, _) in pair_rows(adatas, modalities, explicit).items():
+                source = "shared obs_names" if explicit is None else "explicit pairing"
+                logger.info("%d cells are paired between %r and %r (%s)", len(rows), h, j, source)
         setup_method_args["setup_args"].update(
-            modalities=modalities, layers=layers, likelihoods=likelihoods, batch_keys=batch_keys, kinds=kinds
+            modalities=modalities,
+            layers=layers,
+            likelihoods=likelihoods,
+            batch_keys=batch_keys,
+            kinds=kinds,
+            paired=paired,
         )
         adata_manager = data_manager(modalities, layers, likelihoods, batch_keys, setup_method_args)
         register_or_undo(adata_manager, mdata, **kwargs)
@@ -482,9 +492,10 @@ class SCCROSS(ModelFileMixin, SCCROSSQueryMixin, SCCROSSGenerationMixin, BaseMod
             for m in modalities
         }
         paired = self.adata_manager.registry["setup_args"].get("paired", True)
-        pairs = (
-            pair_rows({m: mdata.mod[m] for m in modalities}, modalities) if paired and not is_query else {}
-        )
+        pairs = {}
+        if paired is not False and not is_query:
+            explicit = None if paired is True else paired
+            pairs = pair_rows({m: mdata.mod[m] for m in modalities}, modalities, explicit)
         # a pair needs both cells measured
         pairs = {
             (h, j): (rows_h[keep], rows_j[keep])

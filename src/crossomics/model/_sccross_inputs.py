@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import warnings
+from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
@@ -213,14 +214,62 @@ def infer_kind(modality: str, adata: AnnData) -> str:
     return _ATAC
 
 
+def pairing_table(paired, adatas: dict[str, AnnData], modalities: list[str]) -> bool | dict[str, list]:
+    """``paired`` of ``setup_mudata`` checked: ``True``/``False``, or an explicit pairing as
+    ``{modality: [cell name or None, ...]}`` (one entry per cell measured in several modalities).
+
+    An explicit pairing is a DataFrame with one column per modality or a mapping of equally long
+    name lists; each row is one cell, and a missing value means the cell lacks that modality.
+    """
+    if isinstance(paired, bool):
+        return paired
+    if isinstance(paired, pd.DataFrame):
+        paired = {column: paired[column] for column in paired.columns}
+    if not isinstance(paired, Mapping):
+        raise ValueError(
+            f"paired={paired!r}; pass True (pair cells by shared obs_names), False, or an explicit "
+            "pairing: a DataFrame (or dict of lists) with one column of cell names per modality"
+        )
+    unknown = [m for m in paired if m not in modalities]
+    if unknown or len(paired) < 2:
+        raise ValueError(
+            f"the explicit pairing has columns {list(paired)}; it needs at least two of the modalities "
+            f"{modalities}, and no other column (unknown: {unknown})"
+        )
+    table = {}
+    for m, names in paired.items():
+        names = pd.Series(list(names), dtype=object)
+        table[m] = [None if pd.isna(name) else str(name) for name in names]
+    lengths = {m: len(names) for m, names in table.items()}
+    if len(set(lengths.values())) > 1:
+        raise ValueError(f"the explicit pairing's columns differ in length: {lengths}; give one row per cell")
+    for m, names in table.items():
+        given = pd.Index([name for name in names if name is not None])
+        if not given.is_unique:
+            repeated = list(given[given.duplicated()].unique()[:3])
+            raise ValueError(
+                f"the explicit pairing names cells of modality {m!r} twice (e.g. {repeated}); each cell "
+                "pairs with at most one cell of every other modality"
+            )
+        missing = given[~given.isin(adatas[m].obs_names)]
+        if len(missing):
+            raise ValueError(
+                f"the explicit pairing names {len(missing)} cells that are not in mdata.mod[{m!r}] "
+                f"(e.g. {list(missing[:3])}); use that modality's obs_names"
+            )
+    return table
+
+
 def pair_rows(
-    adatas: dict[str, AnnData], modalities: list[str]
+    adatas: dict[str, AnnData], modalities: list[str], pairing: dict[str, list] | None = None
 ) -> dict[tuple[str, str], tuple[np.ndarray, np.ndarray]]:
-    """Rows of truly paired cells for every modality pair: cells that share an ``obs_name``.
+    """Rows of truly paired cells for every modality pair: cells that share an ``obs_name``, or
+    the rows of an explicit ``pairing`` (see :func:`pairing_table`).
 
     Read from the modalities' own ``obs_names`` every time, never from ``mdata.obsmap``, which
     goes stale when a modality is filtered without ``mdata.update()`` and then pairs different
-    cells. Cell names must be unique within each modality.
+    cells. Cell names must be unique within each modality. Names of an explicit pairing that a
+    modality no longer holds (it was filtered after setup) pair nothing.
     """
     for m in modalities:
         names = adatas[m].obs_names
@@ -230,6 +279,20 @@ def pair_rows(
                 f"modality {m!r} has duplicated cell names (e.g. {duplicated}); cells are paired across "
                 f"modalities by name, so call mdata.mod[{m!r}].obs_names_make_unique() first"
             )
+    if pairing is not None:
+        pairs = {}
+        for i, h in enumerate(modalities):
+            for j in modalities[i + 1 :]:
+                if h not in pairing or j not in pairing:
+                    continue
+                rows = {
+                    m: adatas[m].obs_names.get_indexer(pd.Index(pairing[m], dtype=object).fillna(""))
+                    for m in (h, j)
+                }
+                both = (rows[h] >= 0) & (rows[j] >= 0)
+                if both.any():
+                    pairs[(h, j)] = (rows[h][both], rows[j][both])
+        return pairs
     pairs = {}
     for i, h in enumerate(modalities):
         for j in modalities[i + 1 :]:
