@@ -455,6 +455,9 @@ class SCCROSS(ModelFileMixin, SCCROSSQueryMixin, SCCROSSGenerationMixin, BaseMod
             ``plan_kwargs["discriminator_lr"]`` is set).
         accelerator, devices
             Passed to Lightning (``accelerator="gpu"`` trains on a GPU with no other change).
+            ``devices=N, strategy="ddp"`` trains N processes (CPU or GPU), each on its own shard
+            of every modality and of the true pairs, with gradients averaged every step; add
+            ``num_nodes=`` for several machines (``docs/concepts.md``, "Several processes").
         validation_size
             Fraction of each modality's cells held out to compute ``validation_loss``.
         early_stopping
@@ -533,6 +536,8 @@ class SCCROSS(ModelFileMixin, SCCROSSQueryMixin, SCCROSSGenerationMixin, BaseMod
                 **plan_kwargs,
             )
         trainer_kwargs.setdefault("check_val_every_n_epoch", 1)
+        # the data module shards every loader itself under multi-process training
+        trainer_kwargs.setdefault("use_distributed_sampler", False)
         if data_module.n_val == 0:
             trainer_kwargs["limit_val_batches"] = 0
         runner = TrainRunner(

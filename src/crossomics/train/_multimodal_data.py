@@ -14,7 +14,7 @@ import torch
 from lightning.pytorch import LightningDataModule
 from lightning.pytorch.utilities import CombinedLoader
 from scvi.data import AnnDataManager
-from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
+from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, Sampler, SequentialSampler
 
 from crossomics.module._sccross import BATCH_KEY, PRIOR_KEY, X_KEY
 
@@ -76,17 +76,38 @@ class _PairRows(Dataset):
         return {self.first.modality: first, self.second.modality: second}
 
 
+class _Indexed(Dataset):
+    """``dataset`` restricted to ``indices``: position ``i`` is row ``indices[i]``."""
+
+    def __init__(self, dataset: Dataset, indices: np.ndarray):
+        self.dataset, self.indices = dataset, np.asarray(indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, positions):
+        return self.dataset[self.indices[np.asarray(positions)]]
+
+
 def _batched_loader(
-    dataset: Dataset, indices: np.ndarray, batch_size: int, shuffle: bool, seed: int
+    dataset: Dataset,
+    indices: np.ndarray,
+    batch_size: int,
+    shuffle: bool,
+    seed: int,
+    rank: int = 0,
+    world_size: int = 1,
 ) -> DataLoader:
-    class _Indexed(Dataset):
-        def __len__(self):
-            return len(indices)
-
-        def __getitem__(self, positions):
-            return dataset[indices[np.asarray(positions)]]
-
-    source = _Indexed()
+    """Minibatches of ``dataset[indices]``; with ``world_size > 1`` only rank ``rank``'s shard."""
+    if world_size > 1:
+        # every rank splits its shard into as many batches as the largest shard needs, but
+        # never so many that the smallest shard has a batch of one cell
+        smallest, largest = len(indices) // world_size, -(-len(indices) // world_size)
+        n_batches = max(1, min(-(-largest // batch_size), smallest // 2))
+        indices = shard_rows(indices, rank, world_size, seed)
+        batches = _EvenBatches(len(indices), n_batches, shuffle, seed + rank)
+        return DataLoader(_Indexed(dataset, indices), sampler=batches, batch_size=None, num_workers=0)
+    source = _Indexed(dataset, indices)
     generator = torch.Generator().manual_seed(seed)
     sampler = RandomSampler(source, generator=generator) if shuffle else SequentialSampler(source)
     batch_size = min(batch_size, len(indices))
@@ -94,6 +115,37 @@ def _batched_loader(
     drop_last = shuffle and len(indices) > 1 and len(indices) % batch_size == 1
     batches = BatchSampler(sampler, batch_size=batch_size, drop_last=drop_last)
     return DataLoader(source, sampler=batches, batch_size=None, num_workers=0)
+
+
+class _EvenBatches(Sampler):
+    """One rank's minibatches under multi-process training: its shard of the rows split into
+    ``n_batches`` nearly equal batches, reshuffled every epoch when ``shuffle``.
+
+    Every rank gets the same number of batches (a rank that ran out would leave the others
+    waiting in a collective), and none has a single cell (BatchNorm needs two).
+    """
+
+    def __init__(self, n_rows: int, n_batches: int, shuffle: bool, seed: int):
+        self.n_rows, self.n_batches, self.shuffle = n_rows, n_batches, shuffle
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def __len__(self) -> int:
+        return self.n_batches
+
+    def __iter__(self):
+        order = (
+            torch.randperm(self.n_rows, generator=self.generator)
+            if self.shuffle
+            else torch.arange(self.n_rows)
+        )
+        yield from (chunk.tolist() for chunk in torch.tensor_split(order, self.n_batches))
+
+
+def shard_rows(rows: np.ndarray, rank: int, world_size: int, seed: int) -> np.ndarray:
+    """Rank ``rank``'s share of ``rows``: disjoint across ranks, together all of them, sizes
+    differing by at most one (a seeded permutation dealt out in turn)."""
+    order = np.random.default_rng(seed).permutation(np.asarray(rows))
+    return np.sort(order[rank::world_size])
 
 
 class MultiModalDataModule(LightningDataModule):
@@ -146,22 +198,31 @@ class MultiModalDataModule(LightningDataModule):
         self.n_train = int(sum(len(r) for r in self.train_rows.values()))
         self.n_val = int(sum(len(r) for r in self.validation_rows.values()))
 
+    def _processes(self) -> dict:
+        """``rank`` and ``world_size`` of multi-process (DDP) training; 0 and 1 otherwise."""
+        trainer = getattr(self, "trainer", None)
+        if trainer is None:
+            return {"rank": 0, "world_size": 1}
+        return {"rank": trainer.global_rank, "world_size": trainer.world_size}
+
     def train_dataloader(self):
+        processes = self._processes()
         loaders = {
-            m: _batched_loader(self.datasets[m], r, self.batch_size, True, self.seed + i)
+            m: _batched_loader(self.datasets[m], r, self.batch_size, True, self.seed + i, **processes)
             for i, (m, r) in enumerate(self.train_rows.items())
         }
         for i, ((h, j), ds) in enumerate(self.pairs.items()):
             loaders[f"{_PAIR_PREFIX}{h}:{j}"] = _batched_loader(
-                ds, np.arange(len(ds)), self.batch_size, True, self.seed + 100 + i
+                ds, np.arange(len(ds)), self.batch_size, True, self.seed + 100 + i, **processes
             )
         return CombinedLoader(loaders, mode="max_size_cycle")
 
     def val_dataloader(self):
+        processes = self._processes()
         loaders = {
-            m: _batched_loader(self.datasets[m], r, self.batch_size, False, self.seed)
+            m: _batched_loader(self.datasets[m], r, self.batch_size, False, self.seed, **processes)
             for m, r in self.validation_rows.items()
-            if len(r)
+            if len(r) >= processes["world_size"]
         }
         if not loaders:
             return []

@@ -6,6 +6,7 @@ import math
 
 import lightning.pytorch as pl
 import torch
+from torch.nn.parallel import DistributedDataParallel
 
 from crossomics.module._sccross import SCCROSSModule
 from crossomics.train._multimodal_data import nest_pairs
@@ -72,9 +73,59 @@ class SCCROSSTrainingPlan(pl.LightningModule):
         )
         return [generator, discriminator]
 
+    @property
+    def _distributed(self) -> bool:
+        return self._trainer is not None and self.trainer.world_size > 1
+
+    def _leave_gradients_to_the_plan(self) -> None:
+        """Keep DDP's reducer out of this step's backwards (Lightning re-enables it after each
+        step): it expects every parameter in every backward, while a stage-1 step leaves the
+        aligners and discriminators out and a stage-2 step has two backwards over different
+        parameters. :meth:`_average_gradients` averages them instead."""
+        if self._distributed and isinstance(self.trainer.model, DistributedDataParallel):
+            self.trainer.model.require_backward_grad_sync = False
+
+    def _average_gradients(self, optimizer) -> None:
+        """Mean of every rank's gradients (one all-reduce per optimiser step under DDP).
+
+        A parameter without a gradient on every rank keeps none, as in one process, so that
+        RMSprop leaves it alone.
+        """
+        if not self._distributed:
+            return
+        params = [p for group in optimizer.param_groups for p in group["params"] if p.requires_grad]
+        if not params:
+            return
+        present = torch.tensor([p.grad is not None for p in params], dtype=torch.float32, device=self.device)
+        flat = torch.cat(
+            [present] + [(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in params]
+        )
+        torch.distributed.all_reduce(flat)
+        flat /= self.trainer.world_size
+        offset = len(params)
+        for i, p in enumerate(params):
+            n = p.numel()
+            p.grad = flat[offset : offset + n].view_as(p).clone() if flat[i] > 0 else None
+            offset += n
+
+    def on_train_epoch_end(self) -> None:
+        """Under DDP, give every rank the mean of the BatchNorm statistics: each rank's only
+        saw its own shard, and evaluation uses them."""
+        if not self._distributed:
+            return
+        norms = (m for m in self.module.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm))
+        for buffer in (b for norm in norms for b in norm.buffers()):
+            if buffer.is_floating_point():
+                torch.distributed.all_reduce(buffer)
+                buffer /= self.trainer.world_size
+            else:
+                torch.distributed.broadcast(buffer, src=0)
+
     def _step_optimizer(self, optimizer, loss: torch.Tensor) -> None:
         optimizer.zero_grad(set_to_none=True)
+        self._leave_gradients_to_the_plan()
         self.manual_backward(loss)
+        self._average_gradients(optimizer)
         self._adjust_gradients()
         self.clip_gradients(optimizer, gradient_clip_val=self.gradient_clip, gradient_clip_algorithm="norm")
         optimizer.step()
@@ -95,11 +146,20 @@ class SCCROSSTrainingPlan(pl.LightningModule):
                 on_step=False,
                 batch_size=n_cells,
                 prog_bar=name == "loss",
+                sync_dist=self._distributed,
             )
 
     def _record_validation_loss(self, loss: torch.Tensor, n_cells: int) -> None:
         self._validation_losses.append(loss.detach())
-        self.log("validation_loss", loss, on_epoch=True, on_step=False, batch_size=n_cells, prog_bar=True)
+        self.log(
+            "validation_loss",
+            loss,
+            on_epoch=True,
+            on_step=False,
+            batch_size=n_cells,
+            prog_bar=True,
+            sync_dist=self._distributed,
+        )
 
     def training_step(self, batch, batch_idx):
         tensors = nest_pairs(batch)
@@ -119,6 +179,7 @@ class SCCROSSTrainingPlan(pl.LightningModule):
                 on_epoch=True,
                 on_step=False,
                 batch_size=n_cells,
+                sync_dist=self._distributed,
             )
         losses = self.module.generator_losses(tensors, stage, encoded)
         loss = losses["loss"]
@@ -129,7 +190,14 @@ class SCCROSSTrainingPlan(pl.LightningModule):
         discriminator_optimizer.zero_grad(set_to_none=True)
         self._step_optimizer(generator_optimizer, loss)
         self._log_training_losses(losses, n_cells)
-        self.log("stage", float(stage), on_epoch=True, on_step=False, batch_size=n_cells)
+        self.log(
+            "stage",
+            float(stage),
+            on_epoch=True,
+            on_step=False,
+            batch_size=n_cells,
+            sync_dist=self._distributed,
+        )
 
     def validation_step(self, batch, batch_idx):
         tensors = nest_pairs(batch)
@@ -142,8 +210,12 @@ class SCCROSSTrainingPlan(pl.LightningModule):
         if not self._validation_losses or self.trainer.sanity_checking:
             self._validation_losses.clear()
             return
-        value = float(torch.stack(self._validation_losses).mean())
+        value = torch.stack(self._validation_losses).mean()
         self._validation_losses.clear()
+        if self._distributed:
+            # every rank must take the same early-stopping decision
+            value = self.trainer.strategy.reduce(value, reduce_op="mean")
+        value = float(value)
         if not self.early_stopping:
             return
         if self.stage != self._best_stage:
