@@ -48,3 +48,38 @@ def test_shard_rows_deals_a_seeded_permutation():
     assert sorted(map(len, shards)) == [5, 6]
     assert np.array_equal(shards[0], shard_rows(rows, 0, 2, seed=0))
     assert not np.array_equal(shards[0], shard_rows(rows, 0, 2, seed=1))
+
+
+def test_training_batches_carry_the_encoder_input_of_their_own_cells():
+    """The fixed encoder input is computed once per training run; every minibatch (modality
+    rows and true pairs) must carry the rows of its own cells."""
+    import scvi
+    import torch
+
+    import crossomics as co
+    from crossomics.module._sccross import FEATURES_KEY, X_KEY
+    from crossomics.train._multimodal_data import MultiModalDataModule, nest_pairs
+
+    scvi.settings.seed = 0
+    mdata = co.datasets.bmmc_multiome()[:150].copy()
+    co.SCCROSS.setup_mudata(mdata, modalities=["rna", "atac"], gene_annotation="hg38")
+    model = co.SCCROSS(mdata, n_hidden=16, n_latent=4, n_components=8, n_graph_reference=100, gene_sets=None)
+    rows = {m: np.arange(150) for m in ("rna", "atac")}
+    data = MultiModalDataModule(
+        model.adata_manager,
+        rows=rows,
+        priors={m: model.mnn_prior_[m].astype(np.float32) for m in rows},
+        pairs={("rna", "atac"): (np.arange(150), np.arange(150))},
+        batch_size=32,
+        features={m: model._encoder_inputs(m, rows[m]) for m in rows},
+    )
+    batch = next(iter(data.train_dataloader()))
+    tensors = nest_pairs(batch[0] if isinstance(batch, tuple) else batch)
+    blocks = [tensors[m] for m in rows] + [tensors["pairs"][("rna", "atac")][m] for m in rows]
+    modalities = list(rows) * 2
+    with torch.no_grad():
+        for m, block in zip(modalities, blocks, strict=True):
+            expected = model.module.encoder_input(m, torch.as_tensor(block[X_KEY]))
+            np.testing.assert_allclose(
+                np.asarray(block[FEATURES_KEY]), expected.numpy(), rtol=1e-4, atol=1e-4
+            )

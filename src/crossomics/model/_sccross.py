@@ -516,6 +516,7 @@ class SCCROSS(ModelFileMixin, SCCROSSQueryMixin, SCCROSSGenerationMixin, BaseMod
             batch_size=batch_size,
             validation_size=validation_size,
             seed=settings.seed or 0,
+            features={m: self._encoder_inputs(m, rows[m]) for m in modalities},
         )
         plan_kwargs = {"lr": lr, **(plan_kwargs or {})}
         if is_query:
@@ -724,6 +725,17 @@ class SCCROSS(ModelFileMixin, SCCROSSQueryMixin, SCCROSSGenerationMixin, BaseMod
             indices = check_indices(indices, X.shape[0], f"indices of modality {modality!r}")
             X, codes, source = X[indices], codes[indices], source[indices]
         return X, source, codes
+
+    @torch.inference_mode()
+    def _encoder_inputs(self, modality: str, rows: np.ndarray) -> np.ndarray:
+        """The fixed encoder input of the model's cells (zeros outside ``rows``): computed once
+        per training run, since no step changes it (a third of a stage-2 step before)."""
+        X = self.adata_manager.get_from_registry(data_key(modality))
+        X = sp.csr_matrix(X) if sp.issparse(X) else np.asarray(X)
+        chunks = [self.module.encoder_input(modality, x).cpu().numpy() for x in self._batches(X[rows], None)]
+        features = np.zeros((X.shape[0], chunks[0].shape[1]), dtype=np.float32)
+        features[rows] = np.concatenate(chunks)
+        return features
 
     def _measured_cells(self, modality: str, X) -> np.ndarray:
         """Boolean mask of the rows of ``X`` measured in ``modality``: all of them, except cells

@@ -16,7 +16,7 @@ from lightning.pytorch.utilities import CombinedLoader
 from scvi.data import AnnDataManager
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, Sampler, SequentialSampler
 
-from crossomics.module._sccross import BATCH_KEY, PRIOR_KEY, X_KEY
+from crossomics.module._sccross import BATCH_KEY, FEATURES_KEY, PRIOR_KEY, X_KEY
 
 PAIRS_KEY = "pairs"
 _PAIR_PREFIX = "pairs:"
@@ -33,14 +33,22 @@ def batch_key(modality: str) -> str:
 
 
 class ModalityRows(Dataset):
-    """Rows of one modality as ``{"x", "batch", "prior"}`` dicts, fetched a minibatch at a time."""
+    """Rows of one modality as ``{"x", "batch", "prior", "features"}`` dicts, fetched a minibatch
+    at a time; ``prior`` and ``features`` (the encoder input, computed once) are optional."""
 
-    def __init__(self, manager: AnnDataManager, modality: str, prior: np.ndarray | None):
+    def __init__(
+        self,
+        manager: AnnDataManager,
+        modality: str,
+        prior: np.ndarray | None,
+        features: np.ndarray | None = None,
+    ):
         self.modality = modality
         self.table = manager.create_torch_dataset(
             data_and_attributes={data_key(modality): np.float32, batch_key(modality): np.int64}
         )
         self.prior = prior
+        self.features = features
 
     def __len__(self) -> int:
         return len(self.table)
@@ -51,6 +59,8 @@ class ModalityRows(Dataset):
         item = {X_KEY: fetched[data_key(self.modality)], BATCH_KEY: fetched[batch_key(self.modality)]}
         if self.prior is not None:
             item[PRIOR_KEY] = self.prior[rows]
+        if self.features is not None:
+            item[FEATURES_KEY] = self.features[rows]
         return item
 
 
@@ -159,6 +169,9 @@ class MultiModalDataModule(LightningDataModule):
         Per modality, the rows of ``mdata.mod[m]`` to use.
     priors
         Per modality, the MNN prior of all rows of ``mdata.mod[m]`` (or ``None``).
+    features
+        Per modality, the encoder input of all rows of ``mdata.mod[m]`` (or ``None`` to
+        compute it at every step).
     pairs
         ``{(h, j): (rows_h, rows_j)}`` for truly paired cells.
     batch_size
@@ -178,11 +191,13 @@ class MultiModalDataModule(LightningDataModule):
         batch_size: int = 256,
         validation_size: float = 0.1,
         seed: int = 0,
+        features: dict[str, np.ndarray] | None = None,
     ):
         super().__init__()
         self.batch_size = batch_size
         self.seed = seed
-        self.datasets = {m: ModalityRows(manager, m, priors.get(m)) for m in rows}
+        features = features or {}
+        self.datasets = {m: ModalityRows(manager, m, priors.get(m), features.get(m)) for m in rows}
         rng = np.random.default_rng(seed)
         self.train_rows, self.validation_rows = {}, {}
         for m, r in rows.items():
