@@ -558,3 +558,54 @@ def test_zero_count_cells_are_left_out_of_their_modality_only():
     )
     assert all(np.isfinite(simulated.mod[m].X.toarray()).all() for m in simulated.mod)
     assert base.mod["atac"].n_obs == 300 and (base.mod["atac"].X != atac_before).nnz == 0
+
+
+def test_train_takes_scvi_split_arguments():
+    """train_size is the complement of validation_size (identical training); an in-order split
+    holds out each modality's last cells."""
+    histories = []
+    for split in ({"train_size": 0.9}, {"validation_size": 0.1}):
+        mdata = co.datasets.bmmc_multiome()[:120].copy()
+        scvi.settings.seed = 0
+        co.SCCROSS.setup_mudata(mdata, modalities=["rna", "atac"], gene_annotation="hg38")
+        model = co.SCCROSS(
+            mdata, n_hidden=16, n_latent=4, n_components=8, n_graph_reference=60, gene_sets=None
+        )
+        model.train(max_epochs=2, pretrain_epochs=1, batch_size=32, **split, **FAST)
+        histories.append(model.history["validation_loss"].to_numpy())
+    np.testing.assert_array_equal(*histories)
+    from crossomics.train._multimodal_data import MultiModalDataModule
+
+    data = MultiModalDataModule(
+        model.adata_manager,
+        rows={"rna": np.arange(120)},
+        priors={},
+        validation_size=0.25,
+        shuffle_set_split=False,
+    )
+    assert list(data.validation_rows["rna"]) == list(range(90, 120))
+
+
+def test_view_anndata_setup_works(paired, capsys):
+    """scvi-tools' view_anndata_setup calls rich.pretty, which crossomics imports for it."""
+    _, model = paired
+    model.view_anndata_setup()
+    assert "modalities" in capsys.readouterr().out
+
+
+def test_latents_of_every_modality_stack_into_one_anndata(paired):
+    mdata, model = paired
+    joint = model.get_latent_representation()
+    assert joint.shape == (1000, 16) and list(joint.obs["modality"].cat.categories) == ["rna", "atac"]
+    np.testing.assert_array_equal(joint.X[:500], model.get_latent_representation("rna"))
+    np.testing.assert_array_equal(joint.obsm["X_sccross"][500:], model.get_latent_representation("atac"))
+    assert joint.obs_names[0] == "rna:" + mdata.mod["rna"].obs_names[0] and joint.obs_names.is_unique
+    assert (joint.obs["cell"].to_numpy()[:500] == mdata.mod["rna"].obs_names).all()
+    assert "cell_type" in joint.obs and not any(c.startswith("_scvi") for c in joint.obs)
+    mean, variance = model.get_latent_representation("atac", return_dist=True)
+    np.testing.assert_array_equal(mean, model.get_latent_representation("atac"))
+    assert variance.shape == mean.shape and (variance > 0).all()
+    with_dist = model.get_latent_representation(return_dist=True)
+    np.testing.assert_array_equal(with_dist.obsm["X_sccross_var"][500:], variance)
+    with pytest.raises(ValueError, match="indices= selects rows of one modality"):
+        model.get_latent_representation(indices=[0, 1])

@@ -33,7 +33,13 @@ from crossomics.model._registration import (
     check_setup_kwargs,
     register_or_undo,
 )
-from crossomics.model._sccross_checks import check_init_arguments, check_train_arguments, checked_modalities
+from crossomics.model._sccross_checks import (
+    check_init_arguments,
+    check_split_arguments,
+    check_train_arguments,
+    checked_modalities,
+    resolve_validation_size,
+)
 from crossomics.model._sccross_generation import SCCROSSGenerationMixin
 from crossomics.model._sccross_inputs import (
     check_modality_data,
@@ -431,10 +437,14 @@ class SCCROSS(ModelFileMixin, SCCROSSQueryMixin, SCCROSSGenerationMixin, BaseMod
         lr: float = 2e-3,
         accelerator: str = "auto",
         devices: int | list[int] | str = "auto",
-        validation_size: float = 0.1,
+        train_size: float | None = None,
+        validation_size: float | None = None,
+        shuffle_set_split: bool = True,
         early_stopping: bool = False,
         early_stopping_patience: int = 8,
+        early_stopping_monitor: str = "validation_loss",
         plan_kwargs: dict | None = None,
+        datasplitter_kwargs: dict | None = None,
         **trainer_kwargs,
     ):
         """Train both stages, or fine-tune a query model made by :meth:`load_query_data`.
@@ -458,14 +468,23 @@ class SCCROSS(ModelFileMixin, SCCROSSQueryMixin, SCCROSSGenerationMixin, BaseMod
             ``devices=N, strategy="ddp"`` trains N processes (CPU or GPU), each on its own shard
             of every modality and of the true pairs, with gradients averaged every step; add
             ``num_nodes=`` for several machines (``docs/concepts.md``, "Several processes").
-        validation_size
-            Fraction of each modality's cells held out to compute ``validation_loss``.
+        train_size, validation_size
+            Fraction of each modality's cells that trains, or that is held out to compute
+            ``validation_loss`` (give one; default 0.9 / 0.1). The held-out cells also leave
+            the true pairs.
+        shuffle_set_split
+            Hold out random cells (default) or each modality's last cells.
         early_stopping
             End a stage when ``validation_loss`` stops improving for ``early_stopping_patience``
             epochs (stage 1 hands over to stage 2; stage 2 ends training).
+        early_stopping_monitor
+            Only ``"validation_loss"`` (accepted for scvi-tools compatibility).
         plan_kwargs
             Extra arguments of :class:`~crossomics.train.SCCROSSTrainingPlan` (of
             ``SCCROSSQueryPlan`` for a query).
+        datasplitter_kwargs
+            Not supported (SCCROSS loads each modality itself); an error names the arguments
+            that replace it.
         **trainer_kwargs
             Passed to :class:`scvi.train.Trainer` (e.g. ``enable_progress_bar=False``).
         """
@@ -473,7 +492,9 @@ class SCCROSS(ModelFileMixin, SCCROSSQueryMixin, SCCROSSGenerationMixin, BaseMod
         if max_epochs is None:
             max_epochs = 20 if is_query else 100
         check_positive_int(max_epochs, "max_epochs", 100)
+        validation_size = resolve_validation_size(train_size, validation_size)
         check_train_arguments(pretrain_epochs, batch_size, lr, validation_size)
+        check_split_arguments(shuffle_set_split, early_stopping_monitor, datasplitter_kwargs)
         if pretrain_epochs is None:
             pretrain_epochs = 0 if is_query else int(round(0.4 * max_epochs))
         if not 0 <= pretrain_epochs <= max_epochs:
@@ -515,6 +536,7 @@ class SCCROSS(ModelFileMixin, SCCROSSQueryMixin, SCCROSSGenerationMixin, BaseMod
             pairs=pairs,
             batch_size=batch_size,
             validation_size=validation_size,
+            shuffle_set_split=shuffle_set_split,
             seed=settings.seed or 0,
             features={m: self._encoder_inputs(m, rows[m]) for m in modalities},
         )
@@ -776,49 +798,97 @@ class SCCROSS(ModelFileMixin, SCCROSSQueryMixin, SCCROSSGenerationMixin, BaseMod
     @torch.inference_mode()
     def get_latent_representation(
         self,
-        modality: str,
+        modality: str | None = None,
         adata: AnnData | MuData | None = None,
         indices: Sequence[int] | None = None,
         give_mean: bool = True,
         batch_size: int | None = None,
-    ) -> np.ndarray:
-        """Joint latent ``z`` of the cells of one modality.
+        return_dist: bool = False,
+    ) -> np.ndarray | tuple[np.ndarray, np.ndarray] | AnnData:
+        """Joint latent ``z`` of the cells of one modality, or of every modality stacked.
 
         Parameters
         ----------
         modality
-            Which modality's encoder to use.
+            Which modality's encoder to use. ``None``: every modality of the data, stacked in
+            one AnnData (see Returns).
         adata
             ``None`` for the model's cells (rows of ``mdata.mod[modality]``, or of the data
             given to :meth:`load`), or query data of that modality: an AnnData, or a MuData
             holding it, with the training features in any order (matched by name, through the
             stored transform).
         indices
-            Subset of rows.
+            Subset of rows (one modality only).
         give_mean
             Posterior means (deterministic); ``False`` draws one sample.
         batch_size
             Cells per forward pass.
+        return_dist
+            Also return the variances: ``(mean, variance)`` of the aligner's Gaussian
+            ``q(z | z_k)`` at the posterior mean of ``z_k``.
 
         Returns
         -------
-        Array of shape ``(n_cells, n_latent)`` aligned to the modality's ``obs_names``.
+        With a modality: an array of shape ``(n_cells, n_latent)`` aligned to the modality's
+        ``obs_names`` (a tuple of two with ``return_dist``). Without: an AnnData with one row
+        per cell and modality (index ``"<modality>:<obs_name>"``), the latents in ``X`` and
+        ``obsm["X_sccross"]`` (variances in ``obsm["X_sccross_var"]`` with ``return_dist``),
+        and ``obs`` holding each modality's cell annotations plus ``modality`` and ``cell``.
 
         Examples
         --------
         >>> z = model.get_latent_representation(modality="atac")
         >>> mdata.mod["atac"].obsm["X_sccross"] = z
+        >>> joint = model.get_latent_representation()
+        >>> sc.pp.neighbors(joint, use_rep="X_sccross")
         """
         self._check_if_trained(warn=True)
+        if modality is None:
+            return self._stacked_latents(adata, indices, give_mean, batch_size, return_dist)
         X, _, _ = self._modality_data(modality, adata, indices)
         self.module.eval()
-        return self._encode_measured(
-            modality,
-            X,
-            lambda x: self.module.encode(modality, x, sample=not give_mean)["z"].cpu().numpy(),
-            batch_size,
-            self.module.n_latent,
-        )
+        n_latent = self.module.n_latent
+
+        def encode(x):
+            encoded = self.module.encode(modality, x, sample=not give_mean)
+            if return_dist:
+                return torch.cat([encoded["z_mean"], encoded["z_log_var"].exp()], dim=-1).cpu().numpy()
+            return encoded["z"].cpu().numpy()
+
+        values = self._encode_measured(modality, X, encode, batch_size, n_latent * (2 if return_dist else 1))
+        return (values[:, :n_latent], values[:, n_latent:]) if return_dist else values
+
+    def _stacked_latents(self, adata, indices, give_mean, batch_size, return_dist) -> AnnData:
+        """Every modality's latents in one long AnnData (``get_latent_representation()``)."""
+        if indices is not None:
+            raise ValueError("indices= selects rows of one modality; pass modality= with it")
+        if isinstance(adata, AnnData):
+            raise ValueError("adata is one modality's AnnData; pass modality= for it, or a MuData of several")
+        available = list(adata.mod) if adata is not None else list(self._data)
+        modalities = [m for m in self.modalities_ if m in available]
+        if not modalities:
+            raise ValueError(
+                f"no modality of the model ({self.modalities_}) in the data; pass a MuData holding them"
+            )
+        means, variances, tables = [], [], []
+        for m in modalities:
+            result = self.get_latent_representation(m, adata, None, give_mean, batch_size, return_dist)
+            mean, variance = result if return_dist else (result, None)
+            means.append(mean)
+            variances.append(variance)
+            obs = self._data_of(m, adata).obs
+            obs = obs[[c for c in obs.columns if not str(c).startswith("_scvi")]].copy()
+            obs["cell"] = obs.index.astype(str)
+            obs["modality"] = m
+            obs.index = m + ":" + obs["cell"]
+            tables.append(obs)
+        obs = pd.concat(tables)
+        obs["modality"] = pd.Categorical(obs["modality"], categories=modalities)
+        stacked = AnnData(X=np.concatenate(means), obs=obs)
+        stacked.obsm["X_sccross"] = stacked.X.copy()
+        if return_dist:
+            stacked.obsm["X_sccross_var"] = np.concatenate(variances)
+        return stacked
 
 
 def _rows_of_all_cells(values: np.ndarray, measured: np.ndarray) -> np.ndarray:

@@ -180,6 +180,8 @@ class MultiModalDataModule(LightningDataModule):
         Fraction of each modality's rows held out for validation (and early stopping).
     seed
         Seed of the split and of the shuffling.
+    shuffle_set_split
+        Hold out random rows (default) or each modality's last rows.
     """
 
     def __init__(
@@ -192,6 +194,7 @@ class MultiModalDataModule(LightningDataModule):
         validation_size: float = 0.1,
         seed: int = 0,
         features: dict[str, np.ndarray] | None = None,
+        shuffle_set_split: bool = True,
     ):
         super().__init__()
         self.batch_size = batch_size
@@ -201,10 +204,10 @@ class MultiModalDataModule(LightningDataModule):
         rng = np.random.default_rng(seed)
         self.train_rows, self.validation_rows = {}, {}
         for m, r in rows.items():
-            shuffled = rng.permutation(np.asarray(r))
-            n_validation = int(round(validation_size * len(shuffled))) if len(shuffled) >= 20 else 0
-            self.validation_rows[m] = np.sort(shuffled[:n_validation])
-            self.train_rows[m] = np.sort(shuffled[n_validation:])
+            order = rng.permutation(np.asarray(r)) if shuffle_set_split else np.asarray(r)[::-1]
+            n_validation = int(round(validation_size * len(order))) if len(order) >= 20 else 0
+            self.validation_rows[m] = np.sort(order[:n_validation])
+            self.train_rows[m] = np.sort(order[n_validation:])
         self.pairs = {}
         for (h, j), (rows_h, rows_j) in (pairs or {}).items():
             keep = np.isin(rows_h, self.train_rows[h]) & np.isin(rows_j, self.train_rows[j])
