@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import mudata as md
 import numpy as np
+import pandas as pd
 import pytest
 import scvi
 import torch
@@ -270,3 +271,32 @@ def test_cells_without_a_label_join_no_group(trained):
         adata=rna,
     )
     assert np.isfinite(scores["best_score"]).all()
+
+
+def test_get_normalized_expression_follows_scvi_conventions(trained):
+    mdata, model = trained
+    proportions = model.get_normalized_expression()
+    assert isinstance(proportions, pd.DataFrame) and proportions.shape == (
+        mdata.mod["rna"].n_obs,
+        mdata.mod["rna"].n_vars,
+    )
+    assert list(proportions.index) == list(mdata.mod["rna"].obs_names)
+    np.testing.assert_allclose(proportions.sum(1), 1.0, rtol=1e-4)  # library_size=1: proportions
+    genes = list(mdata.mod["rna"].var_names[[5, 1]])
+    subset = model.get_normalized_expression(gene_list=genes, library_size=1e4)
+    np.testing.assert_allclose(subset.to_numpy(), proportions[genes].to_numpy() * 1e4, rtol=1e-4)
+    # cross-modal: RNA decoded from ATAC equals cross_generate's expected values at the same depth
+    from_atac = model.get_normalized_expression(source="atac", library_size=1e4, return_numpy=True)
+    generated = model.cross_generate(source="atac", target="rna", library_size=1e4, output="mean")
+    np.testing.assert_allclose(from_atac, np.asarray(generated.X), rtol=1e-4, atol=1e-6)
+    draws = model.get_normalized_expression(gene_list=genes, n_samples=3, return_mean=False)
+    assert draws.shape == (3, mdata.mod["rna"].n_obs, 2) and not np.allclose(draws[0], draws[1])
+    np.testing.assert_array_equal(
+        draws, model.get_normalized_expression(gene_list=genes, n_samples=3, return_mean=False)
+    )
+    accessibility = model.get_normalized_accessibility(indices=[0, 1, 2])
+    assert (
+        accessibility.shape == (3, mdata.mod["atac"].n_vars) and np.isfinite(accessibility.to_numpy()).all()
+    )
+    with pytest.raises(ValueError, match=r"gene_list=\[\] selects no gene"):
+        model.get_normalized_expression(gene_list=[])

@@ -339,6 +339,107 @@ class SCCROSSGenerationMixin:
             obs.index = [f"{name}-{k}" for name in source_adata.obs_names for k in range(n_samples)]
         return self._generation_output(target, stacked, output, obs, {"source": source})
 
+    # ------------------------------------------------------------------ normalised values
+    @torch.inference_mode()
+    def get_normalized_expression(
+        self,
+        adata: AnnData | MuData | None = None,
+        indices: Sequence[int] | None = None,
+        modality: str = "rna",
+        source: str | None = None,
+        transform_batch: str | None = None,
+        gene_list: Sequence[str] | None = None,
+        library_size: float = 1.0,
+        n_samples: int = 1,
+        return_mean: bool = True,
+        return_numpy: bool = False,
+        batch_size: int | None = None,
+        seed: int = 0,
+    ) -> pd.DataFrame | np.ndarray:
+        """Decoded expected values of ``modality`` for each cell, as scvi-tools' models give them.
+
+        Each cell of ``source`` (default: ``modality`` itself) is encoded into the joint space
+        and decoded into ``modality``; the value is the likelihood's mean at ``library_size``
+        total counts (count likelihoods; e.g. 1 gives proportions, 1e4 counts per 10k), the
+        detection probability for Bernoulli modalities, or the location for continuous ones.
+        Cells with zero counts in ``source`` get NaN rows.
+
+        Parameters
+        ----------
+        adata, indices
+            Cells of ``source`` (default: the model's data), as in :meth:`cross_generate`.
+        modality
+            The modality whose features are returned.
+        source
+            The modality whose cells are encoded; a different one gives cross-modal values.
+        transform_batch
+            Decode as this batch of ``modality``; default the cells' own batches when ``source``
+            is ``modality``, else its first batch.
+        gene_list
+            Features to return (default: all).
+        library_size
+            Total count of each decoded cell (count likelihoods).
+        n_samples
+            Draws of the joint latent from the posterior; 1 uses the posterior mean.
+        return_mean
+            Average the draws; ``False`` returns an array ``(n_samples, n_cells, n_genes)``.
+        return_numpy
+            An array instead of a DataFrame (cells x genes, indexed by ``obs_names``).
+        batch_size
+            Cells per forward pass.
+        seed
+            Seed of the posterior draws.
+
+        Examples
+        --------
+        >>> expression = model.get_normalized_expression(gene_list=["Gad1", "Slc17a7"], library_size=1e4)
+        >>> accessibility = model.get_normalized_accessibility()
+        """
+        source = modality if source is None else source
+        for m in (modality, source):
+            self._check_modality(m)
+        self._check_if_trained(warn=True)
+        if not isinstance(library_size, Real) or not np.isfinite(library_size) or library_size <= 0:
+            raise ValueError(f"library_size={library_size!r}; pass a positive total count, e.g. 1 or 1e4")
+        check_positive_int(n_samples, "n_samples", 1)
+        features = self.feature_names_[modality]
+        genes = _gene_list(gene_list, features, modality, argument="gene_list")
+        columns = features.get_indexer(genes)
+        X, source_adata, own_batches = self._modality_data(source, adata, indices)
+        if transform_batch is not None:
+            own_batches = np.full(X.shape[0], self._target_batch(modality, transform_batch))
+        elif source != modality:
+            own_batches = np.zeros(X.shape[0], dtype=np.int64)
+        measured = self._measured_cells(source, X)
+        values = np.full((n_samples, X.shape[0], len(genes)), np.nan, dtype=np.float32)
+        rows = np.flatnonzero(measured)
+        self.module.eval()
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            start = 0
+            for x in self._batches(X[measured], batch_size):
+                chunk = rows[start : start + x.shape[0]]
+                batch = torch.as_tensor(own_batches[chunk], dtype=torch.long, device=self.device)
+                library = torch.full((len(chunk),), float(library_size), device=self.device)
+                for k in range(n_samples):
+                    z = self.module.encode(source, x, sample=n_samples > 1)["z"]
+                    params = self.module.decode(modality, z, batch, library, sample=False)[0]
+                    values[k, chunk] = self.module.likelihood[modality].mean(params)[:, columns].cpu().numpy()
+                start += len(chunk)
+        if not return_mean:
+            return values
+        mean = values.mean(0)
+        if return_numpy:
+            return mean
+        return pd.DataFrame(mean, index=source_adata.obs_names.copy(), columns=pd.Index(genes, name=modality))
+
+    def get_normalized_accessibility(
+        self, *args, modality: str = "atac", **kwargs
+    ) -> pd.DataFrame | np.ndarray:
+        """:meth:`get_normalized_expression` of the ATAC modality (detection probabilities for a
+        Bernoulli decoder, expected counts at ``library_size`` for an NB one)."""
+        return self.get_normalized_expression(*args, modality=modality, **kwargs)
+
     # ------------------------------------------------------------------ simulation
     @torch.inference_mode()
     def simulate(
@@ -699,14 +800,14 @@ class SCCROSSGenerationMixin:
         return self.module.likelihood[target].mean(params).cpu().numpy()
 
 
-def _gene_list(genes, features: pd.Index, modality: str) -> list:
-    """The genes to perturb: all features (``None``), one name, or a list of distinct feature names."""
+def _gene_list(genes, features: pd.Index, modality: str, argument: str = "genes") -> list:
+    """Selected features: all (``None``), one name, or a list of distinct feature names."""
     if genes is None:
         return list(features)
     gene_list = [genes] if isinstance(genes, str) else list(genes)
     if not gene_list:
         raise ValueError(
-            f"genes={genes!r} selects no gene; pass at least one gene name, or genes=None for all"
+            f"{argument}={genes!r} selects no gene; pass at least one gene name, or {argument}=None for all"
         )
     missing = [g for g in gene_list if g not in features]
     if missing:
@@ -717,7 +818,7 @@ def _gene_list(genes, features: pd.Index, modality: str) -> list:
     names = pd.Index(gene_list)
     repeated = list(names[names.duplicated()].unique())
     if repeated:
-        raise ValueError(f"genes lists {repeated[0]!r} twice; list each gene once")
+        raise ValueError(f"{argument} lists {repeated[0]!r} twice; list each gene once")
     return gene_list
 
 
