@@ -23,7 +23,7 @@ Examples (2 CPU cores; add ``nice -n 15`` on a shared machine)::
 
     python benchmarks/integration_peers.py --dataset bmmc_cite --quick
     python benchmarks/integration_peers.py --dataset mouse_cortex --methods MINNET MultiVI GLUE
-    python benchmarks/integration_peers.py --dataset mouse_cortex --methods SCCROSS  # adds SCCROSS
+    python benchmarks/integration_peers.py --dataset mouse_cortex --methods SCCROSS MultiVI --threads 2
     python benchmarks/integration_peers.py --dataset mouse_cortex --assemble-only
 
 A run with ``--methods`` replaces only those methods' parts and rebuilds the combined table
@@ -63,11 +63,12 @@ FUNCTIONS = {
 # epochs: (quick, full) per dataset kind; small BMMC subsets need many more epochs for as many steps
 EPOCHS = {
     "mouse_cortex": {
-        "sccross": (4, 30),
+        # SCCROSS's default (100 epochs, 40 of them pre-training): 828 s on 2 threads
+        "sccross": (4, 100),
         "minnet": (5, 30),
-        # SCCROSS's wall time: 30 SCCROSS epochs trained in 655 s, MultiVI takes 39 s per epoch
-        "multivi": (2, 17),
-        "totalvi": (2, 17),
+        # about SCCROSS's wall time: MultiVI takes 14.7 s per epoch on 2 threads
+        "multivi": (2, 45),
+        "totalvi": (2, 45),
         "glue": (2, 8),  # per stage; GLUE takes minutes per epoch on 2 CPU cores
     },
     "bmmc": {
@@ -78,9 +79,8 @@ EPOCHS = {
         "glue": (10, 60),  # per stage
     },
 }
-# SCCROSS pre-training epochs where they are not 40% of all epochs: on the full cortex 8 of 30
-# (the model's tested setting, as in integration_mouse_cortex.py)
-SCCROSS_PRETRAIN = {"mouse_cortex": (2, 8)}
+# SCCROSS pre-training epochs where they are not 40% of all epochs (the quick run's 2 of 4)
+SCCROSS_PRETRAIN = {"mouse_cortex": (2, None)}
 
 
 def default_methods(dataset: str) -> list[str]:
@@ -108,6 +108,7 @@ def settings_for(args) -> dict:
         else SCCROSS_PRETRAIN.get(kind, (None, None))[pick] or int(round(0.4 * epochs["sccross"])),
         "sccross_kwargs": args.sccross_kwargs,
         "glue_max_peaks": args.glue_max_peaks,
+        "threads": args.threads,
     }
 
 
@@ -129,9 +130,10 @@ def main(argv=None) -> None:
     parser.add_argument("--glue-max-peaks", type=int, default=5000, help="peaks GLUE's decoder reconstructs")
     parser.add_argument("--sccross-kwargs", type=json.loads, default={}, help="JSON of SCCROSS arguments")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads of each method's subprocess")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    set_threads(1)
+    set_threads(args.threads)
     settings = settings_for(args)
     stem = RESULTS / (f"integration_peers_{args.dataset}" + ("_quick" if args.quick else ""))
     if args.worker:
@@ -161,7 +163,8 @@ def main(argv=None) -> None:
         f"`label_transfer` (kNN k=15, {second} <- {first}), `setup_s` (model construction / inputs), "
         "`train_s`, `epochs`, `s_per_epoch` (median over epochs; GLUE: training time / epochs of both "
         "stages, balancing step included), `peak_rss_gb` (the method's own subprocess, data loading "
-        "included), `wall_s` (method call to scores).",
+        "included), `wall_s` (method call to scores). Each method's torch threads are its settings' "
+        "`threads` below (1 where absent).",
         "",
         "GLUE: `scglue` 0.4.1 installs from PyPI under `requirements/constraints.txt` (it only adds "
         "packages: pybedtools, pysam, pytorch-ignite, dill, tensorboardX, nvidia-ml-py, pynvml) and "
