@@ -71,7 +71,7 @@ def test_training_batches_carry_the_encoder_input_of_their_own_cells():
         priors={m: model.mnn_prior_[m].astype(np.float32) for m in rows},
         pairs={("rna", "atac"): (np.arange(150), np.arange(150))},
         batch_size=32,
-        features={m: model._encoder_inputs(m, rows[m]) for m in rows},
+        features={m: model._encoder_inputs(m, model._modality_data(m)[0], rows[m]) for m in rows},
     )
     batch = next(iter(data.train_dataloader()))
     tensors = nest_pairs(batch[0] if isinstance(batch, tuple) else batch)

@@ -511,10 +511,8 @@ class SCCROSS(ModelFileMixin, SCCROSSQueryMixin, SCCROSSGenerationMixin, BaseMod
         modalities = [m for m in self.modalities_ if m in mdata.mod]
         if not is_query and self.mnn_prior_ is None:
             raise RuntimeError("this model has no MNN prior; construct it with SCCROSS(mdata) to fit one")
-        rows = {
-            m: np.flatnonzero(self._measured_cells(m, self.adata_manager.get_from_registry(data_key(m))))
-            for m in modalities
-        }
+        matrices = {m: self._modality_data(m)[0] for m in modalities}
+        rows = {m: np.flatnonzero(self._measured_cells(m, matrices[m])) for m in modalities}
         paired = self.adata_manager.registry["setup_args"].get("paired", True)
         pairs = {}
         if paired is not False and not is_query:
@@ -538,7 +536,7 @@ class SCCROSS(ModelFileMixin, SCCROSSQueryMixin, SCCROSSGenerationMixin, BaseMod
             validation_size=validation_size,
             shuffle_set_split=shuffle_set_split,
             seed=settings.seed or 0,
-            features={m: self._encoder_inputs(m, rows[m]) for m in modalities},
+            features={m: self._encoder_inputs(m, matrices[m], rows[m]) for m in modalities},
         )
         plan_kwargs = {"lr": lr, **(plan_kwargs or {})}
         if is_query:
@@ -749,11 +747,9 @@ class SCCROSS(ModelFileMixin, SCCROSSQueryMixin, SCCROSSGenerationMixin, BaseMod
         return X, source, codes
 
     @torch.inference_mode()
-    def _encoder_inputs(self, modality: str, rows: np.ndarray) -> np.ndarray:
-        """The fixed encoder input of the model's cells (zeros outside ``rows``): computed once
+    def _encoder_inputs(self, modality: str, X, rows: np.ndarray) -> np.ndarray:
+        """The fixed encoder input of the cells of ``X`` (zeros outside ``rows``): computed once
         per training run, since no step changes it (a third of a stage-2 step before)."""
-        X = self.adata_manager.get_from_registry(data_key(modality))
-        X = sp.csr_matrix(X) if sp.issparse(X) else np.asarray(X)
         chunks = [self.module.encoder_input(modality, x).cpu().numpy() for x in self._batches(X[rows], None)]
         features = np.zeros((X.shape[0], chunks[0].shape[1]), dtype=np.float32)
         features[rows] = np.concatenate(chunks)

@@ -695,7 +695,8 @@ class SCCROSSGenerationMixin:
             check_positive_int(max_cells, "max_cells", 1000)
         rng = np.random.default_rng(seed)
         # cells with zero counts in the modality were not measured in it: neither perturbed nor reference
-        measured = self._measured_cells(modality, self._modality_data(modality, query)[0])
+        data = self._modality_data(modality, query)[0]
+        measured = self._measured_cells(modality, data)
         perturb_rows = np.flatnonzero((labels.to_numpy() == str(perturb_group)) & measured)
         if max_cells is not None and len(perturb_rows) > max_cells:
             perturb_rows = np.sort(rng.choice(perturb_rows, max_cells, replace=False))
@@ -729,7 +730,7 @@ class SCCROSSGenerationMixin:
         directions = ["up", "down"] if direction == "both" else [direction]
         if continuous:
             feature_std = torch.as_tensor(
-                np.sqrt(np.maximum(column_moments(self._modality_data(modality, query)[0])[1], 0.0)),
+                np.sqrt(np.maximum(column_moments(data)[1], 0.0)),
                 dtype=torch.float32,
                 device=x.device,
             )

@@ -285,9 +285,9 @@ def pair_rows(
             for j in modalities[i + 1 :]:
                 if h not in pairing or j not in pairing:
                     continue
+                # a missing name (None) is found in no modality
                 rows = {
-                    m: adatas[m].obs_names.get_indexer(pd.Index(pairing[m], dtype=object).fillna(""))
-                    for m in (h, j)
+                    m: adatas[m].obs_names.get_indexer(pd.Index(pairing[m], dtype=object)) for m in (h, j)
                 }
                 both = (rows[h] >= 0) & (rows[j] >= 0)
                 if both.any():
