@@ -333,13 +333,13 @@ class SCCROSSModule(BaseModuleClass):
         every ordered pair of different modalities. Matching cross-modal cosines alone fixes
         neither each cell's norm nor the metric within a modality (any invertible map ``A``
         on one modality with ``A^-T`` on the other keeps cross inner products), so Euclidean
-        distances in the joint space stay distorted: an MLP fitted to this loss alone on 3,000
-        mouse cortex cells reached FOSCTTM 0.196 with cosine distances but 0.335 with
-        Euclidean ones. ``"inner_product"`` (the default) matches inner products instead,
-        each space scaled by its root-mean-square norm over the minibatch, over all ordered
-        modality pairs *including* each modality with itself. Matching the whole Gram
-        matrix determines the embedding up to a rotation and one global scale, so Euclidean
-        distances follow the prior (same test: FOSCTTM 0.244, still improving when stopped).
+        distances in the joint space stay distorted: an MLP fitted to this loss alone matched
+        cells better by cosine than by Euclidean distance. ``"inner_product"`` (the default)
+        matches inner products instead, each space scaled by its root-mean-square norm over
+        the minibatch, over all ordered modality pairs *including* each modality with itself.
+        Matching the whole Gram matrix determines the embedding up to a rotation and one
+        global scale, so Euclidean distances follow the prior (both measured in
+        ``docs/concepts.md``, "Where crossomics had to choose").
         """
         total = torch.zeros((), device=next(iter(joint.values())).device)
         if self.mnn_similarity == "cosine":
@@ -375,9 +375,8 @@ class SCCROSSModule(BaseModuleClass):
 
         Modality pairs in ``skip`` (those with truly paired cells) take no prior anchors: the
         true pairs anchor them exactly, and prior anchors beside them pulled wrong cells
-        together (paired BMMC test, prior FOSCTTM 0.464: FOSCTTM 0.379 instead of 0.173; PBMC
-        mosaic, 100 epochs: RNA-only -> protein-only label transfer 0.55 instead of 0.89 with
-        anchors between its unpaired batches only).
+        together, which worsened both the matching of paired cells and label transfer between
+        unpaired batches (measured in ``docs/concepts.md``, "Common-gene MNN prior").
         """
         total = torch.zeros((), device=next(iter(joint.values())).device)
         for h, j in itertools.combinations(joint, 2):
@@ -401,19 +400,20 @@ class SCCROSSModule(BaseModuleClass):
         ``"pairs"`` is the squared distance between the joint embeddings (``z_embedding``) of
         the two modalities of a cell, divided by the mean squared norm of the embeddings in
         the minibatch, so shrinking the joint space earns nothing. It is Euclidean, like every
-        distance read off the embedding: a cosine distance leaves the paired cells' norms free
-        (paired BMMC test: FOSCTTM 0.22 with cosine distances but 0.32 with Euclidean ones).
+        distance read off the embedding: a cosine distance leaves the paired cells' norms free,
+        and the embedding then matches cells worse by Euclidean distance (measured in
+        ``docs/concepts.md``, "Where crossomics had to choose").
 
         ``"translation"`` (only when ``lambda_translation > 0``) is the reconstruction loss of
         each modality decoded from the *other* modality's joint latent sample, ``x_j`` from
         ``z_h -> z_k(j) -> x_j`` and back, normalised like the reconstruction term. The paper
         trains each decoder on its own modality's latents only; then what a decoder produces
         for a cross-generated cell is bounded by what its own modality's encoder can tell
-        apart. On the paired mouse cortex RNA, microglia have a neighbour purity of 0.12 in
-        the RNA latent, so RNA generated from ATAC lost their markers although ATAC separates
-        them. With this term (2,063 paired training cells, 50 epochs, RNA generated from ATAC
-        for the other 8,246 cells) the marker r rose from 0.395 to 0.636 (kNN regression:
-        0.670), per-gene r from 0.059 to 0.082; per-cell r stayed at 0.39, RMSE at 1.47.
+        apart. On the paired mouse cortex, microglia are mixed with other types in the RNA
+        latent, so RNA generated from ATAC lost their markers although ATAC separates them.
+        With this term the marker and per-gene correlations of RNA generated from ATAC rose,
+        while per-cell r and RMSE stayed the same (measured in ``docs/concepts.md``, "Where
+        crossomics had to choose").
         """
         out = {"pairs": torch.zeros((), device=self.device)}
         if self.lambda_translation > 0:
@@ -447,20 +447,17 @@ class SCCROSSModule(BaseModuleClass):
 
         Why not real counts against generated means, as eq. 18-20 read literally: a smooth
         mean is told from a noisy count vector at a glance, and the generator then fooled D_ge
-        by distorting the means. On 1,500 paired mouse cortex cells Malat1 held 0.44 of the
-        decoded RNA after stage 2 (0.24 in the data; 0.23 without D_ge); with generated
-        *draws* passed straight through (same depth as the real cells) D_ge still pulled it to
-        0.33 and cross-generation got worse. Cortex generation split (2,063 paired training
-        cells, 50 epochs, RNA from ATAC for the other 8,246): marker r 0.651 with real counts
-        as D_ge's reference, 0.335 with straight-through draws, 0.716 without D_ge and 0.751
-        with this reference; ATAC AUROC 0.722 / 0.700 / 0.805 / 0.802; query FOSCTTM 0.151 /
-        0.181 / 0.153 / 0.153.
+        by distorting the means: Malat1 took a much larger share of the decoded RNA than of the
+        real counts. With generated *draws* passed straight through (same depth as the real
+        cells) D_ge still distorted it and cross-generation got worse. With this reference,
+        RNA generated from ATAC kept the cell types' markers best of the variants tried, at the
+        query FOSCTTM of a model without D_ge (measured in ``docs/concepts.md``, "Where
+        crossomics had to choose").
 
         The source latents are detached: D_ge trains the generating path (aligner decoder,
         decoder, likelihood) and leaves the joint space to the MNN prior and D_z. Letting its
-        gradient reach the encoders pulled the latents away from the shared manifold (3,000
-        unpaired mouse cortex cells, 20 epochs: FOSCTTM 0.242 / label transfer 0.461 with it,
-        0.228 / 0.487 detached, 0.215 / 0.508 without D_ge). At most ``n_generated_per_step``
+        gradient reach the encoders pulled the latents away from the shared manifold and
+        worsened FOSCTTM and label transfer (same section). At most ``n_generated_per_step``
         cells are compared per side, which keeps the extra decoder pass cheap on 100k-feature
         modalities; the generated cells' batch codes are drawn from the real batches of ``k``,
         and the reference keeps its cells' own batches.
@@ -522,11 +519,12 @@ class SCCROSSModule(BaseModuleClass):
 
         The paper's minimax form (the generator maximises the discriminators' cross-entropy)
         gives the generator almost no gradient once a discriminator is confident, and D_z
-        becomes confident within an epoch on the mouse cortex data (its loss fell to
-        0.001-0.01). As in standard GAN practice the generator instead minimises the
-        cross-entropy of the *wrong* answers: D_z's log-probabilities of the other modalities
-        (averaged over them) and D_ge's log-probability of "real" for cross-generated data.
-        The fixed point (discriminators at chance) is the same.
+        becomes confident within an epoch on the mouse cortex data (measured in
+        ``docs/concepts.md``, "Where crossomics had to choose"). As in standard GAN practice
+        the generator instead minimises the cross-entropy of the *wrong* answers: D_z's
+        log-probabilities of the other modalities (averaged over them) and D_ge's
+        log-probability of "real" for cross-generated data. The fixed point (discriminators
+        at chance) is the same.
         """
         logits, labels = self._latent_logits(encoded, detach=False)
         log_probs = F.log_softmax(logits, dim=-1)

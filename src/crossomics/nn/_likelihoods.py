@@ -39,7 +39,8 @@ def nb_log_prob_per_cell(x: torch.Tensor, mu: torch.Tensor, theta: torch.Tensor)
     For ``x = 0`` the NB log-likelihood reduces to ``theta * (log theta - log(theta + mu))``,
     so that term is the only dense one; the count-dependent terms (the ``x * log`` ratio and
     the three log-gamma functions) are evaluated on the non-zero entries alone. ATAC counts are
-    >99% zeros, and the dense ``lgamma`` calls dominated the step time on 25k peaks.
+    almost all zeros, and the dense ``lgamma`` calls dominated the training step of a wide ATAC
+    modality (measured in ``docs/concepts.md``, "Training speed").
     """
     log_theta_mu = torch.log(theta + mu + _EPS)
     # theta log theta depends on the batch only: summed before broadcasting over cells
@@ -134,10 +135,11 @@ class BatchAffineLikelihood(nn.Module):
 
         Why: from the default near-uniform start, the softmax of an NB head overshoots the
         few features that hold most counts. The NB gradient of a feature whose mean exceeds
-        its dispersion is bounded by ``theta``, so the excess drains slowly: on 1,500 mouse
-        cortex cells Malat1 held 0.74 of the decoded RNA after 10 epochs and 0.44 after 20,
-        against 0.24 in the data. Decoded cells then had too few detected genes, and their
-        sampled counts were classified as the wrong cell type.
+        its dispersion is bounded by ``theta``, so the excess drains slowly: on the mouse
+        cortex Malat1 still held more of the decoded RNA than of the real counts after 20
+        epochs (measured in ``docs/concepts.md``, "Where crossomics had to choose"). Decoded
+        cells then had too few detected genes, and their sampled counts were classified as
+        the wrong cell type.
         """
         X = sp.csr_matrix(X) if sp.issparse(X) else np.asarray(X)
         n_cells, n_features = X.shape

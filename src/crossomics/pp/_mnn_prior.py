@@ -90,8 +90,8 @@ def _highly_variable_columns(expressions: list, n_hvg: int) -> np.ndarray:
     """The ``n_hvg`` columns with the best mean rank of log-expression variance over the views.
 
     Plain variance of log-normalised values is used rather than scanpy's normalised dispersion:
-    on the sparse mouse cortex views (2,000 cells, 500 genes) the dispersion ranking did no
-    better than random genes (FOSCTTM 0.34 vs 0.34), the variance ranking gave 0.25.
+    on the sparse mouse cortex views the dispersion ranking did no better than random genes,
+    the variance ranking did (measured in ``docs/concepts.md``, "Common-gene MNN prior").
     """
     ranks = [np.argsort(np.argsort(-column_moments(e)[1], kind="stable")) for e in expressions]
     return np.sort(np.argsort(np.mean(ranks, axis=0), kind="stable")[:n_hvg])
@@ -127,8 +127,7 @@ def mnn_prior(
        first is the reference). Searching neighbours in PCA space rather than gene space (as
        fastMNN does) matters for sparse data: in the gene space all cells are nearly
        equidistant, the smoothing kernel degenerates to one global shift, and the
-       correction does nothing (mouse cortex, 2,000 cells: FOSCTTM 0.259 without
-       correction, 0.260 with gene-space MNN, 0.195 with PCA-space MNN).
+       correction does nothing (measured in ``docs/concepts.md``, "Common-gene MNN prior").
     4. A final PCA of all corrected cells orders the dimensions by variance; the rows are
        split back per modality.
 

@@ -359,10 +359,10 @@ def peak_overlap_map(
 def check_genome(peaks: AnnData | pd.DataFrame | Sequence[str] | pd.Index, annotation, where: str) -> None:
     """Refuse an annotation on which fewer than half of the peaks fall in a gene's window.
 
-    ATAC peaks lie mostly in gene bodies and promoters: with the right genome 98% of the mouse
-    cortex peaks and 84% of the BMMC peaks overlap a gene window (2 kb upstream plus the body),
-    with the other genome 45% and 38%. Below one half the error names the bundled genome that
-    fits the peaks better, when one does.
+    ATAC peaks lie mostly in gene bodies and promoters: with the right genome most peaks
+    overlap a gene window (2 kb upstream plus the body), with the other genome fewer than half
+    (measured in ``docs/concepts.md``, "Where crossomics had to choose"). Below one half the
+    error names the bundled genome that fits the peaks better, when one does.
     """
     from crossomics.datasets import gene_annotation
 
