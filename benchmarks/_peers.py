@@ -170,7 +170,13 @@ def minnet_paired_query(split: Split, settings: dict, seed: int):
     setup_seconds = time.perf_counter() - start
     timer = EpochTimer()
     start = time.perf_counter()
-    model.train(max_epochs=settings["minnet_epochs"], callbacks=[timer], enable_progress_bar=False)
+    model.train(
+        max_epochs=settings["minnet_epochs"],
+        early_stopping=True,
+        early_stopping_patience=5,
+        callbacks=[timer],
+        enable_progress_bar=False,
+    )
     train_seconds = time.perf_counter() - start
     z_first = model.get_latent_representation(modality=split.first, adata=split.part(split.first, split.test))
     z_second = model.get_latent_representation(

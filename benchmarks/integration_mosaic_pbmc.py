@@ -67,7 +67,7 @@ def run_minnet(mdata, epochs: int, seed: int) -> tuple[dict, float]:
     start = time.perf_counter()
     co.MINNET.setup_mudata(train, modalities=["rna", "adt"], labels_key=LABEL, batch_key="batch")
     model = co.MINNET(train)
-    model.train(max_epochs=epochs, enable_progress_bar=False)
+    model.train(max_epochs=epochs, early_stopping=True, early_stopping_patience=5, enable_progress_bar=False)
     z = {m: model.get_latent_representation(modality=m, adata=mdata.mod[m].copy()) for m in ("rna", "adt")}
     return z, time.perf_counter() - start
 

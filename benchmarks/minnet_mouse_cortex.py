@@ -60,6 +60,7 @@ def train_minnet(mdata: MuData, max_epochs: int = 30, seed: int = 0, **train_kwa
     model = MINNET(mdata)
     timer = EpochTimer()
     start = time.perf_counter()
+    train_kwargs = {"early_stopping": True, "early_stopping_patience": 5, **train_kwargs}
     model.train(max_epochs=max_epochs, callbacks=[timer], enable_progress_bar=False, **train_kwargs)
     total = time.perf_counter() - start
     figures = {

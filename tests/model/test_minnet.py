@@ -75,7 +75,7 @@ def test_held_out_unpaired_cells_are_integrated_and_classified(trained, held_out
     assert rna_accuracy > 0.65
     assert atac_accuracy > max(0.42, majority)
     probabilities = model.predict("rna", adata=rna, soft=True)
-    assert probabilities.shape == (N_HELD_OUT, len(model.cell_types))
+    assert probabilities.shape == (N_HELD_OUT, len(model.cell_types_))
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
 
 

@@ -190,7 +190,7 @@ def test_minnet_loads_without_data_and_aligns_features(saved, tmp_path):
     model.train(max_epochs=2, batch_size=128, **FAST)
     model.save(tmp_path / "minnet")
     loaded = co.MINNET.load(tmp_path / "minnet")
-    assert list(loaded.cell_types) == list(model.cell_types)
+    assert list(loaded.cell_types_) == list(model.cell_types_)
     rna = data.mod["rna"]
     permuted = rna[:, np.random.default_rng(0).permutation(rna.n_vars)].copy()
     for query in (rna, permuted):

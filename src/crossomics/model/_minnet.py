@@ -12,7 +12,7 @@ import scipy.sparse as sp
 import torch
 from anndata import AnnData
 from mudata import MuData
-from scvi import REGISTRY_KEYS
+from scvi import REGISTRY_KEYS, settings
 from scvi.data import AnnDataManager, fields
 from scvi.model.base import BaseModelClass
 from scvi.train import TrainRunner
@@ -23,7 +23,6 @@ from crossomics.model._minnet_checks import (
     check_labels,
     layers_per_modality,
     peak_modality,
-    split_cells,
     two_modalities,
 )
 from crossomics.model._minnet_outputs import MINNETOutputsMixin
@@ -34,6 +33,7 @@ from crossomics.model._registration import (
     check_setup_kwargs,
     register_or_undo,
 )
+from crossomics.model._train_arguments import check_split_arguments, resolve_validation_size, split_rows
 from crossomics.module._minnet import MINNETModule
 from crossomics.nn._minnet_inputs import ModalityInput, fit_modality_input, standardization_statistics
 from crossomics.pp._annotation_files import annotation_argument
@@ -339,20 +339,10 @@ class MINNET(ModelFileMixin, MINNETOutputsMixin, BaseModelClass):
             "MINNET integrates two paired modalities; build a MuData and call setup_mudata"
         )
 
-    @property
-    def modalities(self) -> list[str]:
-        """The two modalities, reference first."""
-        return list(self.modalities_)
-
-    @property
-    def cell_types(self) -> np.ndarray:
-        """Cell-type names, in the order of the classifier outputs."""
-        return np.asarray(self.cell_types_)
-
     def _modality_index(self, modality: str) -> int:
-        if modality not in self.modalities:
-            raise ValueError(f"unknown modality {modality!r}; the model was trained on {self.modalities}")
-        return self.modalities.index(modality)
+        if modality not in self.modalities_:
+            raise ValueError(f"unknown modality {modality!r}; the model was trained on {self.modalities_}")
+        return self.modalities_.index(modality)
 
     def _model_inputs(self, modality: str) -> sp.csr_matrix:
         """Model inputs of the model's own cells of ``modality`` (computed once)."""
@@ -370,7 +360,7 @@ class MINNET(ModelFileMixin, MINNETOutputsMixin, BaseModelClass):
 
     def _registered_inputs(self) -> tuple[sp.csr_matrix, sp.csr_matrix]:
         """Model inputs of both modalities of the model's cells."""
-        return tuple(self._model_inputs(m) for m in self.modalities)
+        return tuple(self._model_inputs(m) for m in self.modalities_)
 
     def _margin_distances(self, max_distance: float | None) -> GraphDistances:
         """Shortest paths on the reference KNN graph, built once per model instance."""
@@ -389,22 +379,24 @@ class MINNET(ModelFileMixin, MINNETOutputsMixin, BaseModelClass):
 
     def train(
         self,
-        max_epochs: int = 50,
-        lr: float = 1e-3,
-        weight_decay: float = 1e-6,
+        max_epochs: int | None = None,
         batch_size: int = 256,
-        train_size: float = 0.9,
+        lr: float = 1e-3,
+        accelerator: str = "auto",
+        devices: int | list[int] | str = "auto",
+        train_size: float | None = None,
         validation_size: float | None = None,
+        shuffle_set_split: bool = True,
+        early_stopping: bool = False,
+        early_stopping_patience: int = 8,
+        early_stopping_monitor: str = "validation_loss",
+        plan_kwargs: dict | None = None,
+        datasplitter_kwargs: dict | None = None,
         negative_ratio: int = 3,
         negative_strategy: Literal["between", "within"] = "between",
         n_sources: int = 32,
         max_graph_distance: float | None = None,
-        accelerator: str = "auto",
-        devices: int | list[int] | str = "auto",
         num_workers: int = 0,
-        early_stopping: bool = True,
-        early_stopping_patience: int = 5,
-        restore_best: bool = True,
         **trainer_kwargs,
     ):
         """Train on the registered paired cells.
@@ -417,18 +409,38 @@ class MINNET(ModelFileMixin, MINNETOutputsMixin, BaseModelClass):
         Parameters
         ----------
         max_epochs
-            Passes over the training cells.
+            Passes over the training cells; default 50.
+        batch_size
+            Paired cells per minibatch.
         lr
             Adam learning rate. The authors used 1e-4 with about 30 cells per batch; with the
             larger default batches here 1e-3 reaches the same fit in fewer epochs.
-        weight_decay
-            Adam weight decay (authors: 1e-6).
-        batch_size
-            Paired cells per minibatch.
-        train_size
-            Fraction of cells used for training; the rest (or ``validation_size``) validates.
-        validation_size
-            Fraction of cells used for validation; ``None`` takes all cells not used for training.
+        accelerator, devices
+            Lightning accelerator (``"cpu"``, ``"gpu"``, ``"auto"``) and devices.
+        train_size, validation_size
+            Fraction of the cells that trains, or that is held out to compute ``validation_loss``
+            (give one; default 0.9 / 0.1).
+        shuffle_set_split
+            Hold out random cells (default) or the last ones.
+        early_stopping
+            Stop when ``validation_loss`` has not improved for ``early_stopping_patience`` epochs
+            (off by default, as in SCCROSS). The network overfits small training sets within a
+            few epochs (``docs/concepts.md``, "Siamese network"), so training ends with the
+            weights of the epoch with the lowest validation loss either way (``restore_best``);
+            early stopping saves the epochs after it. Needs a validation set; without one it is
+            turned off.
+        early_stopping_patience
+            Epochs without improvement before stopping.
+        early_stopping_monitor
+            Only ``"validation_loss"`` (accepted for scvi-tools compatibility).
+        plan_kwargs
+            Extra arguments of :class:`~crossomics.train.MINNETTrainingPlan`: ``weight_decay``
+            (Adam weight decay, default 1e-6 as the authors') and ``restore_best`` (end with the
+            weights of the epoch with the lowest validation loss, as the authors kept their best
+            validated model; default ``True``).
+        datasplitter_kwargs
+            Not supported (MINNET builds its pair loader itself); an error names the arguments
+            that replace it.
         negative_ratio
             Negative pairs per positive pair (paper: about 3).
         negative_strategy
@@ -438,26 +450,15 @@ class MINNET(ModelFileMixin, MINNETOutputsMixin, BaseModelClass):
             Cells per minibatch that anchor negative pairs; one Dijkstra search runs from each,
             so the time per epoch grows as ``n_cells / batch_size * n_sources * n_edges``
             (quadratic in n) while memory stays ``n_sources x n_cells`` floats per batch. On the
-            mouse cortex benchmark quality saturates at the default (FOSCTTM 0.220 at 32, 0.222
-            with one search per anchor as in the paper, 0.230 at 16, 0.259 at 4). For large data
-            use ``num_workers`` or ``max_graph_distance`` to cut the search time.
+            mouse cortex benchmark quality saturates at the default, level with one search per
+            anchor as in the paper (measured in ``docs/concepts.md``, "Flexible margin from a
+            kNN graph"). For large data use ``num_workers`` or ``max_graph_distance`` to cut
+            the search time.
         max_graph_distance
             Optional Dijkstra ``limit``: searches stop there and farther pairs get this
             distance. ``None`` keeps the distances exact.
-        accelerator, devices
-            Lightning accelerator (``"cpu"``, ``"gpu"``, ``"auto"``) and devices.
         num_workers
             Worker processes that build minibatches (and run the graph searches).
-        early_stopping
-            Stop when ``validation_loss`` has not improved for ``early_stopping_patience`` epochs.
-            On by default: the network overfits small training sets within a few epochs (on
-            2,000 mouse cortex cells the validation loss is lowest after about 7 epochs). Needs a
-            validation set (``train_size < 1``); without one it is turned off.
-        early_stopping_patience
-            Epochs without improvement before stopping.
-        restore_best
-            End with the weights of the epoch with the lowest validation loss, as the authors
-            kept their best validated model.
         **trainer_kwargs
             Passed to :class:`scvi.train.Trainer`, e.g. ``enable_progress_bar=False``.
 
@@ -471,6 +472,7 @@ class MINNET(ModelFileMixin, MINNETOutputsMixin, BaseModelClass):
                 "this MINNET model was loaded from a file and holds no registered training data; "
                 "train a new model (MINNET.setup_mudata(mdata, ...); MINNET(mdata)) to train"
             )
+        max_epochs = 50 if max_epochs is None else max_epochs
         check_positive_int(max_epochs, "max_epochs", 50)
         check_positive_int(
             batch_size,
@@ -478,6 +480,14 @@ class MINNET(ModelFileMixin, MINNETOutputsMixin, BaseModelClass):
             256,
             minimum=MIN_BATCH_CELLS,
             why=": negative pairs form within a minibatch",
+        )
+        validation_size = resolve_validation_size(train_size, validation_size)
+        check_split_arguments(
+            "MINNET",
+            shuffle_set_split,
+            early_stopping_monitor,
+            datasplitter_kwargs,
+            "builds its pair loader itself",
         )
         labels = self.adata_manager.get_from_registry(REGISTRY_KEYS.LABELS_KEY).ravel()
         dataset = SiamesePairDataset(
@@ -488,7 +498,9 @@ class MINNET(ModelFileMixin, MINNETOutputsMixin, BaseModelClass):
             n_sources=n_sources,
             negative_strategy=negative_strategy,
         )
-        train_indices, validation_indices = split_cells(labels.size, train_size, validation_size)
+        train_indices, validation_indices = split_rows(
+            labels.size, validation_size, shuffle_set_split, settings.seed or 0
+        )
         data_module = SiamesePairDataModule(
             dataset, train_indices, validation_indices, batch_size=batch_size, num_workers=num_workers
         )
@@ -498,11 +510,9 @@ class MINNET(ModelFileMixin, MINNETOutputsMixin, BaseModelClass):
             logger.info("no validation cells (train_size=1): early stopping is turned off")
             early_stopping = False
         if early_stopping:
-            trainer_kwargs.setdefault("early_stopping_monitor", "validation_loss")
+            trainer_kwargs["early_stopping_monitor"] = early_stopping_monitor
             trainer_kwargs["early_stopping_patience"] = early_stopping_patience
-        training_plan = self._training_plan_cls(
-            self.module, lr=lr, weight_decay=weight_decay, restore_best=restore_best
-        )
+        training_plan = self._training_plan_cls(self.module, lr=lr, **(plan_kwargs or {}))
         runner = TrainRunner(
             self,
             training_plan=training_plan,

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-import numpy as np
 from anndata import AnnData
 from mudata import MuData
-from scvi import settings
 
 from crossomics.model._registration import check_one_type
 from crossomics.pp import parse_peaks
@@ -81,17 +79,3 @@ def peak_modality(mdata: MuData, modalities: list[str]) -> str:
             f"found {len(with_peaks)} among {modalities}"
         )
     return with_peaks[0]
-
-
-def split_cells(
-    n_cells: int, train_size: float, validation_size: float | None
-) -> tuple[np.ndarray, np.ndarray]:
-    """Random training / validation rows, reproducible under ``scvi.settings.seed``."""
-    if not 0 < train_size <= 1:
-        raise ValueError(f"train_size must be in (0, 1], got {train_size}")
-    n_train = int(np.ceil(train_size * n_cells))
-    n_validation = n_cells - n_train if validation_size is None else int(np.floor(validation_size * n_cells))
-    if n_train + n_validation > n_cells:
-        raise ValueError(f"train_size + validation_size exceed 1 ({train_size} + {validation_size})")
-    order = np.random.default_rng(settings.seed).permutation(n_cells)
-    return np.sort(order[:n_train]), np.sort(order[n_train : n_train + n_validation])

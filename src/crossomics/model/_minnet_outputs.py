@@ -137,5 +137,5 @@ class MINNETOutputsMixin:
         _, logits, obs_names = self._embed(modality, adata, indices, batch_size, layer)
         if soft:
             probabilities = torch.softmax(torch.from_numpy(logits), dim=1).numpy()
-            return pd.DataFrame(probabilities, index=obs_names, columns=self.cell_types)
-        return np.asarray(self.cell_types)[logits.argmax(axis=1)]
+            return pd.DataFrame(probabilities, index=obs_names, columns=self.cell_types_)
+        return np.asarray(self.cell_types_)[logits.argmax(axis=1)]

@@ -35,11 +35,10 @@ from crossomics.model._registration import (
 )
 from crossomics.model._sccross_checks import (
     check_init_arguments,
-    check_split_arguments,
     check_train_arguments,
     checked_modalities,
-    resolve_validation_size,
 )
+from crossomics.model._sccross_differential import SCCROSSDifferentialMixin
 from crossomics.model._sccross_generation import SCCROSSGenerationMixin
 from crossomics.model._sccross_inputs import (
     check_modality_data,
@@ -52,6 +51,7 @@ from crossomics.model._sccross_inputs import (
     pairing_table,
 )
 from crossomics.model._sccross_query import SCCROSSQueryMixin
+from crossomics.model._train_arguments import check_split_arguments, resolve_validation_size
 from crossomics.module._sccross import SCCROSSModule
 from crossomics.nn._likelihoods import COUNT_LIKELIHOODS, LIKELIHOODS
 from crossomics.nn._transforms import to_torch_rows
@@ -89,7 +89,9 @@ def _per_modality(value, modalities: Sequence[str], name: str, default=None) -> 
     return dict.fromkeys(modalities, value if value is not None else default)
 
 
-class SCCROSS(ModelFileMixin, SCCROSSQueryMixin, SCCROSSGenerationMixin, BaseModelClass):
+class SCCROSS(
+    ModelFileMixin, SCCROSSQueryMixin, SCCROSSGenerationMixin, SCCROSSDifferentialMixin, BaseModelClass
+):
     """scCross: integration, cross-modal generation, simulation and perturbation of K >= 2 modalities.
 
     Each modality has a VAE whose encoder input is a fixed projection of its counts (PCA for
@@ -128,9 +130,8 @@ class SCCROSS(ModelFileMixin, SCCROSSQueryMixin, SCCROSSGenerationMixin, BaseMod
         components): the space the MNN prior is built in, as a fixed transform that also
         applies to query cells. An extension of the paper's encoder input: the MNN prior loss
         asks the encoder to reproduce prior coordinates computed from gene-level counts, and
-        the projection and gene-set scores alone do not carry that information for ATAC (an
-        MLP regressing the prior from them on 2,400 mouse cortex cells reached FOSCTTM 0.279
-        on 600 held-out cells, against 0.193 with this input and 0.186 for the prior itself).
+        the projection and gene-set scores alone do not carry that information for ATAC
+        (measured in ``docs/concepts.md``, "Where crossomics had to choose").
     lambda_adversarial
         Weight ``lambda_D`` of the discriminators (paper: 0.05).
     lambda_mnn
@@ -146,8 +147,8 @@ class SCCROSS(ModelFileMixin, SCCROSSQueryMixin, SCCROSSGenerationMixin, BaseMod
         Weight of the MNN anchor loss: cells of two modalities that are mutual nearest
         neighbours in the MNN prior (within a minibatch) are pulled together in the joint
         space (:meth:`crossomics.module.SCCROSSModule.mnn_anchor_loss`). Without it the
-        modalities form separate islands (3,000 unpaired mouse cortex cells, 30 epochs:
-        normalised modality mixing 0.002 at ``0``, 0.67 at ``5``; FOSCTTM 0.209 and 0.175).
+        modalities form separate islands in the joint space; with it FOSCTTM and label
+        transfer improve as well (measured in ``docs/concepts.md``, "One joint space").
         ``0`` turns it off.
     mnn_similarity
         ``"inner_product"`` (default: Gram matrices over all modality pairs, which also fixes
@@ -155,13 +156,12 @@ class SCCROSS(ModelFileMixin, SCCROSSQueryMixin, SCCROSSGenerationMixin, BaseMod
         :meth:`crossomics.module.SCCROSSModule.mnn_loss`.
     prior_kwargs
         Extra arguments of :func:`crossomics.pp.mnn_prior` (e.g. ``n_metacells``). The prior
-        has 20 components unless ``n_comps`` is given: on the 10,309 unpaired mouse cortex
-        cells the prior's own FOSCTTM is 0.167 with 20 and 0.194 with 50, and SCCROSS
-        (15 epochs) reached FOSCTTM 0.225 / label transfer 0.335 with 20 against 0.310 / 0.288
-        with 50. Meta-cells are ``"auto"`` unless ``n_metacells`` is given: the prior's MNN
-        search and kernel cost grows with the square of the cells (24 s at 30,000 cells per
-        modality, about 2,250 s at 300,000), so above 50,000 cells in all, one meta-cell per
-        10 cells (at most 20,000 per modality) is used, as in the paper's atlas-scale runs.
+        has 20 components unless ``n_comps`` is given: on the mouse cortex both the prior and
+        the trained model matched cells better with 20 than with 50. Meta-cells are
+        ``"auto"`` unless ``n_metacells`` is given: the prior's MNN search and kernel cost
+        grows with the square of the cells, so above 50,000 cells in all, one meta-cell per
+        10 cells (at most 20,000 per modality) is used, as in the paper's atlas-scale runs
+        (both measured in ``docs/concepts.md``, "Common-gene MNN prior").
 
     Examples
     --------
@@ -432,7 +432,6 @@ class SCCROSS(ModelFileMixin, SCCROSSQueryMixin, SCCROSSGenerationMixin, BaseMod
     def train(
         self,
         max_epochs: int | None = None,
-        pretrain_epochs: int | None = None,
         batch_size: int = 256,
         lr: float = 2e-3,
         accelerator: str = "auto",
@@ -445,6 +444,7 @@ class SCCROSS(ModelFileMixin, SCCROSSQueryMixin, SCCROSSGenerationMixin, BaseMod
         early_stopping_monitor: str = "validation_loss",
         plan_kwargs: dict | None = None,
         datasplitter_kwargs: dict | None = None,
+        pretrain_epochs: int | None = None,
         **trainer_kwargs,
     ):
         """Train both stages, or fine-tune a query model made by :meth:`load_query_data`.
@@ -455,9 +455,6 @@ class SCCROSS(ModelFileMixin, SCCROSSQueryMixin, SCCROSSGenerationMixin, BaseMod
             Total epochs of both stages; default 100, or 20 when fine-tuning a query (only its
             new batch parameters, and encoders if asked, train). An epoch is one pass over the
             largest modality.
-        pretrain_epochs
-            Epochs of stage 1 (per-modality VAEs) at the start of ``max_epochs``; default 40%.
-            A query has no stage 1.
         batch_size
             Cells per modality per step.
         lr
@@ -476,7 +473,10 @@ class SCCROSS(ModelFileMixin, SCCROSSQueryMixin, SCCROSSGenerationMixin, BaseMod
             Hold out random cells (default) or each modality's last cells.
         early_stopping
             End a stage when ``validation_loss`` stops improving for ``early_stopping_patience``
-            epochs (stage 1 hands over to stage 2; stage 2 ends training).
+            epochs (stage 1 hands over to stage 2; stage 2 ends training). Off by default, as
+            in MINNET.
+        early_stopping_patience
+            Epochs without improvement before a stage ends.
         early_stopping_monitor
             Only ``"validation_loss"`` (accepted for scvi-tools compatibility).
         plan_kwargs
@@ -485,6 +485,9 @@ class SCCROSS(ModelFileMixin, SCCROSSQueryMixin, SCCROSSGenerationMixin, BaseMod
         datasplitter_kwargs
             Not supported (SCCROSS loads each modality itself); an error names the arguments
             that replace it.
+        pretrain_epochs
+            Epochs of stage 1 (per-modality VAEs) at the start of ``max_epochs``; default 40%.
+            A query has no stage 1.
         **trainer_kwargs
             Passed to :class:`scvi.train.Trainer` (e.g. ``enable_progress_bar=False``).
         """
@@ -494,7 +497,13 @@ class SCCROSS(ModelFileMixin, SCCROSSQueryMixin, SCCROSSGenerationMixin, BaseMod
         check_positive_int(max_epochs, "max_epochs", 100)
         validation_size = resolve_validation_size(train_size, validation_size)
         check_train_arguments(pretrain_epochs, batch_size, lr, validation_size)
-        check_split_arguments(shuffle_set_split, early_stopping_monitor, datasplitter_kwargs)
+        check_split_arguments(
+            "SCCROSS",
+            shuffle_set_split,
+            early_stopping_monitor,
+            datasplitter_kwargs,
+            "splits and batches each modality itself (one loader per modality and per paired modality pair)",
+        )
         if pretrain_epochs is None:
             pretrain_epochs = 0 if is_query else int(round(0.4 * max_epochs))
         if not 0 <= pretrain_epochs <= max_epochs:

@@ -95,42 +95,6 @@ def check_init_arguments(arguments: Mapping) -> None:
         )
 
 
-_MONITORED = "validation_loss"
-
-
-def resolve_validation_size(train_size, validation_size) -> float:
-    """The held-out fraction from scvi-tools' ``train_size`` or crossomics' ``validation_size``."""
-    if train_size is None:
-        return 0.1 if validation_size is None else validation_size
-    check_number(train_size, "train_size", 0.9, low=0, high=1, low_open=True)
-    if validation_size is not None and abs(train_size + validation_size - 1) > 1e-9:
-        raise ValueError(
-            f"train_size={train_size} and validation_size={validation_size} do not add up to 1; every cell "
-            "not held out for validation trains, so pass only one of them"
-        )
-    return 1.0 - train_size
-
-
-def check_split_arguments(shuffle_set_split, early_stopping_monitor, datasplitter_kwargs) -> None:
-    """scvi-tools' split and early-stopping arguments that SCCROSS supports, or a clear error."""
-    if not isinstance(shuffle_set_split, bool):
-        raise ValueError(
-            f"shuffle_set_split={shuffle_set_split!r}; pass True (random split) or False (in order)"
-        )
-    if early_stopping_monitor != _MONITORED:
-        raise ValueError(
-            f"early_stopping_monitor={early_stopping_monitor!r} is not logged by SCCROSS; early stopping "
-            f"monitors {_MONITORED!r} (the current stage's generator loss without the adversarial terms, "
-            "which rise and fall by design)"
-        )
-    if datasplitter_kwargs:
-        raise ValueError(
-            f"datasplitter_kwargs={datasplitter_kwargs!r} is not supported: SCCROSS splits and batches each "
-            "modality itself (one loader per modality and per paired modality pair); use train_size= or "
-            "validation_size=, shuffle_set_split= and batch_size="
-        )
-
-
 def check_train_arguments(pretrain_epochs, batch_size, lr, validation_size) -> None:
     """The arguments of ``SCCROSS.train`` besides ``max_epochs``."""
     if pretrain_epochs is not None:

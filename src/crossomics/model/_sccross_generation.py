@@ -265,12 +265,10 @@ class SCCROSSGenerationMixin:
             ``"float32"`` (default) or ``"bfloat16"``: the arithmetic of the target decoder's
             output layer (hidden units x features, most of the time for wide modalities) for
             ``output="mean"`` / ``"normalized"`` / ``"detection"`` of NB and Bernoulli
-            modalities; everything else
-            stays float32. bfloat16 keeps 8 significant bits of each operand: on the mouse
-            cortex (10,309 cells, 2 threads, AVX512-BF16 CPU) RNA -> ATAC ran at 7,500-10,300
-            cells/s against 5,800-7,100 in float32 (runs on one shared virtual machine within
-            an hour), and no generated value moved by more than 0.6% of its cell's largest
-            value (per-cell r >= 0.99999 with float32).
+            modalities; everything else stays float32. bfloat16 keeps 8 significant bits of
+            each operand: on CPUs with bfloat16 instructions it generates wide modalities
+            faster, and the generated values stay close to those of float32 (measured in
+            ``docs/concepts.md``, "Generation speed").
 
         Returns
         -------
@@ -410,28 +408,58 @@ class SCCROSSGenerationMixin:
             own_batches = np.full(X.shape[0], self._target_batch(modality, transform_batch))
         elif source != modality:
             own_batches = np.zeros(X.shape[0], dtype=np.int64)
-        measured = self._measured_cells(source, X)
-        values = np.full((n_samples, X.shape[0], len(genes)), np.nan, dtype=np.float32)
-        rows = np.flatnonzero(measured)
-        self.module.eval()
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            start = 0
-            for x in self._batches(X[measured], batch_size):
-                chunk = rows[start : start + x.shape[0]]
-                batch = torch.as_tensor(own_batches[chunk], dtype=torch.long, device=self.device)
-                library = torch.full((len(chunk),), float(library_size), device=self.device)
-                for k in range(n_samples):
-                    z = self.module.encode(source, x, sample=n_samples > 1)["z"]
-                    params = self.module.decode(modality, z, batch, library, sample=False)[0]
-                    values[k, chunk] = self.module.likelihood[modality].mean(params)[:, columns].cpu().numpy()
-                start += len(chunk)
+        values = self._decoded_means(
+            modality,
+            source,
+            X,
+            own_batches,
+            columns,
+            library_size,
+            n_samples,
+            n_samples > 1,
+            seed,
+            batch_size,
+        )
         if not return_mean:
             return values
         mean = values.mean(0)
         if return_numpy:
             return mean
         return pd.DataFrame(mean, index=source_adata.obs_names.copy(), columns=pd.Index(genes, name=modality))
+
+    def _decoded_means(
+        self,
+        modality: str,
+        source: str,
+        X,
+        batches: np.ndarray,
+        columns: np.ndarray,
+        library_size: float,
+        n_samples: int,
+        sample: bool,
+        seed: int,
+        batch_size: int | None,
+    ) -> np.ndarray:
+        """Likelihood means of ``modality`` decoded from the cells of ``X`` (measured in
+        ``source``), ``(n_samples, n_cells, len(columns))``: from posterior draws of the joint
+        latent when ``sample``, else from its mean; NaN rows for cells not measured."""
+        measured = self._measured_cells(source, X)
+        values = np.full((n_samples, X.shape[0], len(columns)), np.nan, dtype=np.float32)
+        rows = np.flatnonzero(measured)
+        self.module.eval()
+        with torch.inference_mode(), torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            start = 0
+            for x in self._batches(X[measured], batch_size):
+                chunk = rows[start : start + x.shape[0]]
+                batch = torch.as_tensor(batches[chunk], dtype=torch.long, device=self.device)
+                library = torch.full((len(chunk),), float(library_size), device=self.device)
+                for k in range(n_samples):
+                    z = self.module.encode(source, x, sample=sample)["z"]
+                    params = self.module.decode(modality, z, batch, library, sample=False)[0]
+                    values[k, chunk] = self.module.likelihood[modality].mean(params)[:, columns].cpu().numpy()
+                start += len(chunk)
+        return values
 
     def get_normalized_accessibility(
         self, *args, modality: str = "atac", **kwargs
@@ -465,10 +493,9 @@ class SCCROSSGenerationMixin:
 
         Which encodings define the population matters when the modalities tell cell types apart
         unequally. On the mouse cortex, ATAC encodings of astrocytes sit partly among
-        neighbouring types: with both modalities, 84.7% (1x) / 88.2% (5x) of simulated
-        astrocytes (sampled counts) were classified as astrocytes by a classifier trained on
-        real RNA; with ``posterior_from="rna"``, 90.1% / 91.9%; held-out real astrocytes score
-        93.9% (5-fold CV).
+        neighbouring types, so fewer simulated astrocytes are classified as astrocytes when the
+        mixture includes them than with ``posterior_from="rna"`` (measured in
+        ``docs/concepts.md``, "Bidirectional aligners and the joint space").
 
         Parameters
         ----------
@@ -839,16 +866,16 @@ def _chunks_by_budget(sizes: np.ndarray, budget: int) -> list[tuple[int, int]]:
 def _matmul_into(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor) -> bool:
     """``out = a @ b`` through numpy's BLAS for float32 CPU tensors; ``False`` (nothing done) otherwise.
 
-    The decoder head of a wide modality (cells x 256 @ 256 x 25,734 ATAC peaks) is most of the
-    time of generating it. torch's bundled MKL ran this product at 56-59 GFLOP/s per core on
-    the AMD EPYC benchmark machine, numpy's OpenBLAS at 100 (same shapes, one thread).
+    The decoder head of a wide modality (cells x hidden units @ hidden units x ATAC peaks) is
+    most of the time of generating it, and numpy's OpenBLAS ran this product faster than
+    torch's bundled MKL on the benchmark machine.
 
     The rows are split over ``torch.get_num_threads()`` Python threads, each running
     single-threaded BLAS (numpy releases the GIL). OpenBLAS's own threads busy-wait between
-    calls, and on a machine shared with other jobs that took the CPU from torch's threads:
-    with 2 threads, RNA -> ATAC generation of 10,309 cells took 2.7 s with them and 1.4 s
-    this way (load average 2.4 on 2 cores). OpenBLAS gave the same bits for any row subset
-    (checked), so the split does not change results.
+    calls, and on a machine shared with other jobs that took the CPU from torch's threads and
+    made generation slower than this split (both measured in ``docs/concepts.md``,
+    "Generation speed"). OpenBLAS gave the same bits for any row subset (checked), so the
+    split does not change results.
     """
     if not (a.device.type == b.device.type == out.device.type == "cpu"):
         return False
@@ -876,7 +903,8 @@ def _matmul_into(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor) -> bool:
 @functools.cache
 def _blas_controller():
     """threadpoolctl's view of the loaded BLAS libraries, built once: building it scans every
-    loaded shared library (50 ms per call, 3% of generating ATAC for 10,309 cells)."""
+    loaded shared library, a visible share of a generation call (``docs/concepts.md``,
+    "Generation speed")."""
     try:
         from threadpoolctl import ThreadpoolController
     except ImportError:  # a dependency of scikit-learn, so normally present
