@@ -128,7 +128,7 @@ def main() -> None:
             metrics[f"generation_rna_per_gene_pearson_{name}"] = float(np.nanmean(per_gene))
     fig, ax = plt.subplots(figsize=(5.5, 5))
     co.pl.generated_vs_real_umap(
-        mdata.mod["rna"], model.cross_generate("atac", "rna", output="mean"), color="cell_type", ax=ax
+        mdata.mod["rna"], model.cross_generate("atac", "rna", output="counts"), color="cell_type", ax=ax
     )
     fig.tight_layout()
     fig.savefig(out / "cross_generation.png", dpi=120)
