@@ -37,11 +37,11 @@ templates_path = ["_templates"]
 myst_enable_extensions = ["dollarmath", "amsmath", "colon_fence", "deflist"]
 myst_heading_anchors = 3
 # The tutorials (docs/tutorials is a symlink to ../tutorials) are MyST notebooks that train models
-# for minutes each, so the build does not execute them: `make docs` stays fast and warning-free,
-# and tests/test_tutorials.py executes them instead. To publish the pages with their outputs, build
-# with CROSSOMICS_DOCS_EXECUTE=cache: myst-nb runs each notebook once and reuses the result from
-# docs/_build/.jupyter_cache until the notebook's code changes.
-nb_execution_mode = "cache" if os.environ.get("CROSSOMICS_DOCS_EXECUTE") == "cache" else "off"
+# for minutes each. The build executes them once and caches the outputs in
+# docs/_build/.jupyter_cache (jupyter-cache): later builds re-run a notebook only when its code
+# changed, so the pages show figures and numbers and `make docs` stays fast. Set
+# CROSSOMICS_DOCS_EXECUTE=off to build the pages without outputs (no execution at all).
+nb_execution_mode = "off" if os.environ.get("CROSSOMICS_DOCS_EXECUTE") == "off" else "cache"
 nb_execution_cache_path = str(ROOT / "docs" / "_build" / ".jupyter_cache")
 nb_execution_timeout = 900
 nb_execution_in_temp = True  # run in a temporary directory: nothing lands in the source tree
