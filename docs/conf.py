@@ -42,6 +42,9 @@ myst_heading_anchors = 3
 # changed, so the pages show figures and numbers and `make docs` stays fast. Set
 # CROSSOMICS_DOCS_EXECUTE=off to build the pages without outputs (no execution at all).
 nb_execution_mode = "off" if os.environ.get("CROSSOMICS_DOCS_EXECUTE") == "off" else "cache"
+# The kernels inherit this process's environment; a non-interactive MPLBACKEND (Agg, as CI and
+# headless shells set it) would make plt.show() put no figure into the pages.
+os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
 nb_execution_cache_path = str(ROOT / "docs" / "_build" / ".jupyter_cache")
 nb_execution_timeout = 900
 nb_execution_in_temp = True  # run in a temporary directory: nothing lands in the source tree

@@ -217,9 +217,10 @@ class SCCROSSDifferentialMixin:
     ) -> pd.DataFrame:
         """Differential accessibility of ``modality``'s peaks between groups of cells, as PeakVI's.
 
-        The change is the difference of decoded detection probabilities (group1 - group2): a
-        peak is differentially accessible with probability ``prob_da`` that the difference
-        exceeds ``delta`` (in absolute value when ``two_sided``). Arguments as in
+        The change is the difference of decoded detection probabilities (group1 - group2), each
+        cell decoded at the modality's median total count so that depth does not enter: a peak
+        is differentially accessible with probability ``prob_da`` that the difference exceeds
+        ``delta`` (in absolute value when ``two_sided``). Arguments as in
         :meth:`differential_expression`.
 
         Returns
@@ -246,7 +247,7 @@ class SCCROSSDifferentialMixin:
         kwargs = {"change_fn": difference, "m1_domain_fn": beyond_delta, "pseudocounts": 0.0, **kwargs}
         table = self._differential(
             adata, groupby, group1, group2, idx1, idx2, modality, source, "change", delta, batch_size,
-            all_stats, batch_correction, batchid1, batchid2, fdr_target, silent, seed, kwargs,
+            all_stats, batch_correction, batchid1, batchid2, fdr_target, silent, seed, kwargs, detection=True,
         )  # fmt: skip
         out = pd.DataFrame(
             {
@@ -284,6 +285,7 @@ class SCCROSSDifferentialMixin:
     def _differential(
         self, adata, groupby, group1, group2, idx1, idx2, modality, source, mode, delta, batch_size,
         all_stats, batch_correction, batchid1, batchid2, fdr_target, silent, seed, options,
+        detection=False,
     ) -> pd.DataFrame:  # fmt: skip
         source = modality if source is None else source
         for m in (modality, source):
@@ -321,6 +323,9 @@ class SCCROSSDifferentialMixin:
             zero_reference = self._mean_count_rows(modality, X.shape[0])
         features = self.feature_names_[modality]
         columns = np.arange(len(features))
+        # proportions at library 1 for expression; for accessibility the probability that a peak is
+        # detected in a cell of the modality's median depth, the same depth for every cell
+        library = float(np.median(self.library_sizes_[modality])) if detection else 1.0
         rng = np.random.default_rng(seed)
 
         def decoded(_adata, indices, transform_batch=None, n_samples_overall=None):
@@ -331,7 +336,17 @@ class SCCROSSDifferentialMixin:
                 batches = np.full(len(cells), self._target_batch(modality, str(transform_batch)))
             draw_seed = int(rng.integers(2**31))
             return self._decoded_means(
-                modality, source, X[cells], batches, columns, 1.0, 1, True, draw_seed, batch_size
+                modality,
+                source,
+                X[cells],
+                batches,
+                columns,
+                library,
+                1,
+                True,
+                draw_seed,
+                batch_size,
+                detection,
             )[0]
 
         computation = DifferentialComputation(

@@ -439,10 +439,12 @@ class SCCROSSGenerationMixin:
         sample: bool,
         seed: int,
         batch_size: int | None,
+        detection: bool = False,
     ) -> np.ndarray:
         """Likelihood means of ``modality`` decoded from the cells of ``X`` (measured in
         ``source``), ``(n_samples, n_cells, len(columns))``: from posterior draws of the joint
-        latent when ``sample``, else from its mean; NaN rows for cells not measured."""
+        latent when ``sample``, else from its mean; NaN rows for cells not measured. With
+        ``detection``, the probabilities ``P(x > 0)`` at ``library_size`` instead of the means."""
         measured = self._measured_cells(source, X)
         values = np.full((n_samples, X.shape[0], len(columns)), np.nan, dtype=np.float32)
         rows = np.flatnonzero(measured)
@@ -457,7 +459,9 @@ class SCCROSSGenerationMixin:
                 for k in range(n_samples):
                     z = self.module.encode(source, x, sample=sample)["z"]
                     params = self.module.decode(modality, z, batch, library, sample=False)[0]
-                    values[k, chunk] = self.module.likelihood[modality].mean(params)[:, columns].cpu().numpy()
+                    head = self.module.likelihood[modality]
+                    decoded = head.detection_probability(params) if detection else head.mean(params)
+                    values[k, chunk] = decoded[:, columns].cpu().numpy()
                 start += len(chunk)
         return values
 
