@@ -18,7 +18,10 @@ _TOTAL_FLOOR = 1e-12
 
 
 def _buffer(value) -> torch.Tensor:
-    return torch.as_tensor(np.asarray(value, dtype=np.float32))
+    # C order, as a saved buffer comes back: a Fortran-ordered array (scikit-learn's PCA
+    # components) sends products through another BLAS kernel, whose rounding then differed
+    # between a model and its saved copy
+    return torch.as_tensor(np.ascontiguousarray(value, dtype=np.float32))
 
 
 def _is_csr(x: torch.Tensor) -> bool:
