@@ -212,7 +212,13 @@ def main(argv=None):
         ]
     )
     fig, ax = plt.subplots(figsize=(9, 4))
-    columns = ["SCCROSS (top 50 up)", "SCCROSS from ATAC (top 50 up)", "scVI (top 50 up)", "t-test (top 50)"]
+    columns = [
+        "SCCROSS (top 50 up)",
+        "SCCROSS from ATAC (top 50 up)",
+        "scVI (top 50 up)",
+        "Wilcoxon, kNN-smoothed in SCCROSS latent",
+        "t-test (top 50)",
+    ]
     table.set_index("cell type")[columns].plot.bar(ax=ax, width=0.8)
     ax.axhline(25, color="grey", lw=0.8, ls="--")
     ax.set_ylabel(f"overlap with Wilcoxon top {N_TOP}")
