@@ -335,7 +335,7 @@ class SCCROSSDifferentialMixin:
             else:
                 batches = np.full(len(cells), self._target_batch(modality, str(transform_batch)))
             draw_seed = int(rng.integers(2**31))
-            return self._decoded_means(
+            return self._decoded_values(
                 modality,
                 source,
                 X[cells],

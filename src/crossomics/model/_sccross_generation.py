@@ -408,7 +408,7 @@ class SCCROSSGenerationMixin:
             own_batches = np.full(X.shape[0], self._target_batch(modality, transform_batch))
         elif source != modality:
             own_batches = np.zeros(X.shape[0], dtype=np.int64)
-        values = self._decoded_means(
+        values = self._decoded_values(
             modality,
             source,
             X,
@@ -427,7 +427,7 @@ class SCCROSSGenerationMixin:
             return mean
         return pd.DataFrame(mean, index=source_adata.obs_names.copy(), columns=pd.Index(genes, name=modality))
 
-    def _decoded_means(
+    def _decoded_values(
         self,
         modality: str,
         source: str,
@@ -448,6 +448,7 @@ class SCCROSSGenerationMixin:
         measured = self._measured_cells(source, X)
         values = np.full((n_samples, X.shape[0], len(columns)), np.nan, dtype=np.float32)
         rows = np.flatnonzero(measured)
+        head = self.module.likelihood[modality]
         self.module.eval()
         with torch.inference_mode(), torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
@@ -459,7 +460,6 @@ class SCCROSSGenerationMixin:
                 for k in range(n_samples):
                     z = self.module.encode(source, x, sample=sample)["z"]
                     params = self.module.decode(modality, z, batch, library, sample=False)[0]
-                    head = self.module.likelihood[modality]
                     decoded = head.detection_probability(params) if detection else head.mean(params)
                     values[k, chunk] = decoded[:, columns].cpu().numpy()
                 start += len(chunk)
