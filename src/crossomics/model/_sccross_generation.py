@@ -20,6 +20,7 @@ from mudata import MuData
 from tqdm.auto import tqdm
 
 from crossomics._validation import check_positive_int
+from crossomics.nn._layers import bfloat16_is_fast
 from crossomics.nn._likelihoods import COUNT_LIKELIHOODS
 from crossomics.pp._normalize import column_moments
 
@@ -284,6 +285,13 @@ class SCCROSSGenerationMixin:
         self._check_if_trained(warn=True)
         if precision not in ("float32", "bfloat16"):
             raise ValueError(f"precision={precision!r}; choose 'float32' or 'bfloat16'")
+        if precision == "bfloat16" and not bfloat16_is_fast(self.device):
+            warnings.warn(
+                f"precision='bfloat16' on {self.device}, which has no bfloat16 instructions: the "
+                "arithmetic is emulated and much slower than float32; use precision='float32'",
+                UserWarning,
+                stacklevel=2,
+            )
         check_positive_int(n_samples, "n_samples", 1)
         X, source_adata, _ = self._modality_data(source, adata, indices)
         measured = self._measured_cells(source, X)

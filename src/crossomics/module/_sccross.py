@@ -9,7 +9,14 @@ import torch.nn.functional as F
 from scvi.module.base import BaseModuleClass, LossOutput
 from torch import nn
 
-from crossomics.nn._layers import Discriminator, GaussianEncoder, kl_standard_normal, mlp, reparameterize
+from crossomics.nn._layers import (
+    Discriminator,
+    GaussianEncoder,
+    bfloat16_is_fast,
+    kl_standard_normal,
+    mlp,
+    reparameterize,
+)
 from crossomics.nn._likelihoods import BatchAffineLikelihood
 
 X_KEY, BATCH_KEY, PRIOR_KEY, FEATURES_KEY = "x", "batch", "prior", "features"
@@ -469,9 +476,11 @@ class SCCROSSModule(BaseModuleClass):
         for k in present:
             batches = tensors[k][BATCH_KEY].view(-1)
             sources = torch.cat([encoded[m]["z"].detach() for m in present if m != k])
-            # bfloat16 matmuls (fp32 elsewhere) for the generated side, which only D_ge reads:
-            # the 25,734-peak head ran 6x faster on the benchmark CPU (AVX512-BF16)
-            with torch.autocast(sources.device.type, dtype=torch.bfloat16, enabled=self.training):
+            # bfloat16 matmuls (fp32 elsewhere) for the generated side, which only D_ge reads, where
+            # the device has bfloat16 instructions: the 25,734-peak head ran 6x faster on an Intel
+            # Xeon with AVX512-BF16, and 45x slower on a CPU that emulates bfloat16
+            fast = self.training and bfloat16_is_fast(sources.device)
+            with torch.autocast(sources.device.type, dtype=torch.bfloat16, enabled=fast):
                 fake = self._decoded_view(k, sources[: self.n_generated_per_step], batches).float()
             with torch.no_grad():
                 own_means = self.likelihood[k].mean(decoded[k], library=_VIEW_LIBRARY)

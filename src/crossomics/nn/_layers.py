@@ -59,3 +59,18 @@ class Discriminator(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.body(x))
+
+
+def bfloat16_is_fast(device: torch.device) -> bool:
+    """Whether ``device`` multiplies bfloat16 matrices natively.
+
+    CPUs without bfloat16 instructions (AVX512-BF16 or AMX) emulate them: a 256 x 25,734 linear
+    layer's forward and backward took 2.3 s in bfloat16 and 0.054 s in float32 on a 2-core AMD EPYC
+    (AVX2), while bfloat16 was about 6 times *faster* than float32 on an Intel Xeon with
+    AVX512-BF16.
+    """
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    return False
