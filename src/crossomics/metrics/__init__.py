@@ -11,6 +11,7 @@ from ._integration import integration_metrics
 from ._label_transfer import label_transfer_accuracy, transfer_labels
 from ._modality_mixing import modality_mixing
 from ._profile_similarity import pearson_per_cell, pearson_per_feature, rmse
+from ._realism import two_sample_realism
 from ._scib_benchmark import scib_benchmark
 
 __all__ = [
@@ -28,4 +29,5 @@ __all__ = [
     "rmse",
     "scib_benchmark",
     "transfer_labels",
+    "two_sample_realism",
 ]
