@@ -23,6 +23,7 @@ STUDIES = [
     ("query_mapping_mouse_cortex.py", True),
     ("integration_mouse_cortex.py", True),
     ("generation_mouse_cortex.py", True),
+    ("differential_mouse_cortex.py", False),
     ("integration_peers.py --dataset bmmc_cite", True),
     ("integration_peers.py --dataset bmmc_multiome", True),
     ("split_embedding_mouse_cortex.py", True),
@@ -30,11 +31,13 @@ STUDIES = [
     ("perturbation_bone_marrow.py", True),
     ("integration_mosaic_pbmc.py", True),
     ("query_mapping_pbmc_mosaic.py", True),
+    ("normalised_inputs_mouse_cortex.py", True),
     ("minnet_scaling.py", False),
     ("minnet_mouse_cortex.py", False),
     ("minnet_smoothing.py", False),
     ("pp_timing.py", False),
     ("modality_mixing_vs_ilisi.py", False),
+    ("integration_ceiling_mouse_cortex.py", False),
 ]
 # studies that time code using both cores: run one at a time after the others
 EXCLUSIVE = [

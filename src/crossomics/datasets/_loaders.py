@@ -7,6 +7,8 @@ import anndata as ad
 import mudata as md
 import pandas as pd
 
+from ._gmt import read_gmt
+
 _GENOME_ALIASES = {"mm10": "mm10", "grcm38": "mm10", "hg38": "hg38", "grch38": "hg38"}
 
 
@@ -166,6 +168,4 @@ def go_biological_process() -> dict[str, list[str]]:
     :func:`crossomics.pp.read_gmt`. Built from org.Hs.eg.db / GO.db 3.16.0; CC BY 4.0.
     For mouse data, :func:`crossomics.pp.gene_set_scores` matches symbols case-insensitively.
     """
-    from crossomics.pp import read_gmt
-
     return read_gmt(_data_path("genesets", "go_bp_human_10_500.gmt.gz"))

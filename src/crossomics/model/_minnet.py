@@ -25,6 +25,7 @@ from crossomics.model._minnet_checks import (
     peak_modality,
     two_modalities,
 )
+from crossomics.model._minnet_inputs import ModalityInput, fit_modality_input, standardization_statistics
 from crossomics.model._minnet_outputs import MINNETOutputsMixin
 from crossomics.model._registration import (
     check_batch_column,
@@ -35,7 +36,6 @@ from crossomics.model._registration import (
 )
 from crossomics.model._train_arguments import check_split_arguments, resolve_validation_size, split_rows
 from crossomics.module._minnet import MINNETModule
-from crossomics.nn._minnet_inputs import ModalityInput, fit_modality_input, standardization_statistics
 from crossomics.pp._annotation_files import annotation_argument
 from crossomics.pp._peaks import check_genome
 from crossomics.train._graph_margin import GraphDistances, margin_graph

@@ -4,11 +4,13 @@ Every function leaves its inputs unchanged unless its docstring names the slot i
 (``obsm[key_added]`` and the like).
 """
 
+from crossomics.datasets._gmt import read_gmt
+
 from ._annotation_files import read_gene_annotation
 from ._common_gene_space import CommonGeneSpace, fit_common_gene_space
 from ._common_genes import common_gene_maps, common_gene_views
 from ._gene_activity import gene_activity
-from ._gene_sets import gene_set_membership, gene_set_scores, read_gmt
+from ._gene_sets import gene_set_membership, gene_set_scores
 from ._input_transforms import LSITransform, PCATransform, fit_lsi, fit_pca, lsi
 from ._mnn import mnn_correct
 from ._mnn_prior import metacell_labels, mnn_prior
