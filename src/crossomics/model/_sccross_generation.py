@@ -63,6 +63,17 @@ class SCCROSSGenerationMixin:
             return np.asarray(source_library, dtype=np.float32)
         return np.full(n_cells, float(np.median(self.library_sizes_[target])), dtype=np.float32)
 
+    def _matched_library(self, source: str, target: str, source_library: np.ndarray) -> np.ndarray:
+        """Each cell's total in ``target`` at the quantile its ``source`` total has among the
+        training cells' totals: sampled counts get the spread of real depths, and deeper
+        source cells get deeper target profiles."""
+        trained = np.sort(self.library_sizes_[source])
+        rank = np.searchsorted(trained, source_library, side="left") + np.searchsorted(
+            trained, source_library, side="right"
+        )
+        quantile = np.clip(rank / (2 * len(trained)), 0.0, 1.0)
+        return np.quantile(self.library_sizes_[target], quantile).astype(np.float32)
+
     def _decode_to_output(
         self, target: str, z: torch.Tensor, batch, library, output: str, generator
     ) -> np.ndarray:
@@ -247,7 +258,10 @@ class SCCROSSGenerationMixin:
             ``output="counts"``.
         library_size
             Total counts of generated count profiles. ``None``: a cell's own total when
-            ``source == target``, else the median total of the target's training cells.
+            ``source == target``; for ``output="counts"`` from another count modality, the
+            target's training total at the quantile the source cell's total has among the
+            source's training totals (sampled cells get the spread of real depths); else the
+            median total of the target's training cells.
         output
             ``"mean"`` (expected values), ``"normalized"`` (``log1p`` of the composition scaled
             to 1e4, count likelihoods), ``"detection"`` (``P(x > 0)`` under the likelihood at
@@ -303,8 +317,13 @@ class SCCROSSGenerationMixin:
                 stacklevel=2,
             )
             X = X[measured]
-        own_library = np.asarray(X.sum(1)).ravel() if source == target else None
-        library = self._target_library(target, library_size, X.shape[0], own_library)
+        source_library = np.asarray(X.sum(1)).ravel()
+        if source == target:
+            library = self._target_library(target, library_size, X.shape[0], source_library)
+        elif output == "counts" and library_size is None and self.likelihoods_[source] in COUNT_LIKELIHOODS:
+            library = self._matched_library(source, target, source_library)
+        else:
+            library = self._target_library(target, library_size, X.shape[0])
         code = self._target_batch(target, target_batch)
         generator = torch.Generator().manual_seed(seed)
         self.module.eval()
