@@ -31,6 +31,8 @@ _OUTPUTS = ("counts", "normalized", "mean", "detection")
 # counts makes several (cells x features) temporaries, so it keeps smaller passes.
 _GENERATION_BATCH_SIZE = 2048
 _SAMPLING_BATCH_SIZE = 1024
+# rows of one BLAS call in _matmul_into, whatever the number of threads
+_MATMUL_ROWS = 128
 
 
 def _obs_values(adata: AnnData, groupby: str, name: str) -> pd.Series:
@@ -901,12 +903,14 @@ def _matmul_into(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor) -> bool:
     most of the time of generating it, and numpy's OpenBLAS ran this product faster than
     torch's bundled MKL on the benchmark machine.
 
-    The rows are split over ``torch.get_num_threads()`` Python threads, each running
-    single-threaded BLAS (numpy releases the GIL). OpenBLAS's own threads busy-wait between
-    calls, and on a machine shared with other jobs that took the CPU from torch's threads and
-    made generation slower than this split (both measured in ``docs/concepts.md``,
-    "Generation speed"). OpenBLAS gave the same bits for any row subset (checked), so the
-    split does not change results.
+    Blocks of ``_MATMUL_ROWS`` rows are shared out over ``torch.get_num_threads()`` Python
+    threads, each running single-threaded BLAS (numpy releases the GIL). OpenBLAS's own threads
+    busy-wait between calls, and on a machine shared with other jobs that took the CPU from
+    torch's threads and made generation slower than this split (both measured in
+    ``docs/concepts.md``, "Generation speed"). The blocks do not depend on the number of
+    threads: OpenBLAS gives different bits for different row counts on some CPUs (an AMD EPYC
+    with AVX2 did, an Intel Xeon did not), so splitting by thread count made results depend on
+    it.
     """
     if not (a.device.type == b.device.type == out.device.type == "cpu"):
         return False
@@ -916,18 +920,19 @@ def _matmul_into(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor) -> bool:
     if controller is None:
         return False
     left, right, result = a.detach().numpy(), b.detach().numpy(), out.numpy()
-    n_parts = max(1, min(torch.get_num_threads(), len(left) // 64))
-    bounds = np.linspace(0, len(left), n_parts + 1).astype(int)
+    starts = range(0, len(left), _MATMUL_ROWS)
+    n_threads = max(1, min(torch.get_num_threads(), len(starts)))
 
-    def part(i: int) -> None:
-        rows = slice(bounds[i], bounds[i + 1])
+    def block(start: int) -> None:
+        rows = slice(start, start + _MATMUL_ROWS)
         np.matmul(left[rows], right, out=result[rows])
 
     with controller.limit(limits=1, user_api="blas"):
-        if n_parts == 1:
-            part(0)
+        if n_threads == 1:
+            for start in starts:
+                block(start)
         else:
-            list(_blas_pool(n_parts).map(part, range(n_parts)))
+            list(_blas_pool(n_threads).map(block, starts))
     return True
 
 
