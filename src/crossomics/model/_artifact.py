@@ -27,7 +27,8 @@ from torch import nn
 
 from crossomics.nn._transforms import GeneSetScores, ReferenceGraphConvolution, SparseLinearMap
 from crossomics.pp._common_gene_space import CommonGeneProjection
-from crossomics.pp._input_transforms import LogNormalizedPCA, StandardizedPCA, TfidfLSI
+from crossomics.pp._lsi import TfidfLSI
+from crossomics.pp._pca import LogNormalizedPCA, StandardizedPCA
 
 MODEL_FILE = "model.pt"
 DATA_FILE = "mdata.h5mu"

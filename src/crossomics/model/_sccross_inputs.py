@@ -25,7 +25,8 @@ from crossomics.nn._likelihoods import COUNT_LIKELIHOODS
 from crossomics.nn._transforms import GeneSetScores, ReferenceGraphConvolution, to_torch_rows
 from crossomics.pp._common_gene_space import CommonGeneProjection
 from crossomics.pp._common_genes import has_genomic_features, infer_modality_kinds
-from crossomics.pp._input_transforms import StandardizedPCA, top_right_singular_vectors
+from crossomics.pp._input_transforms import top_right_singular_vectors
+from crossomics.pp._pca import StandardizedPCA
 from crossomics.pp._peaks import parse_sites
 from crossomics.train._multimodal_data import batch_key, data_key
 

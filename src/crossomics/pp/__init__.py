@@ -11,9 +11,10 @@ from ._common_gene_space import CommonGeneSpace, fit_common_gene_space
 from ._common_genes import common_gene_maps, common_gene_views
 from ._gene_activity import gene_activity
 from ._gene_sets import gene_set_membership, gene_set_scores
-from ._input_transforms import LSITransform, PCATransform, fit_lsi, fit_pca, lsi
+from ._lsi import LSITransform, fit_lsi, lsi
 from ._mnn import mnn_correct
 from ._mnn_prior import metacell_labels, mnn_prior
+from ._pca import PCATransform, fit_pca
 from ._peaks import check_genome, parse_peaks, peak_overlap_map, peak_to_gene_matrix
 
 __all__ = [
