@@ -98,6 +98,63 @@ class SCCROSSPerturbationMixin(SCCROSSDecodingMixin):
         >>> scores = model.perturb("rna", groupby="cell_type", perturb_group="L6", reference_group="L4/5")
         >>> scores.head()
         """
+        continuous = self._check_perturbation(
+            modality, direction, fold, groupby, perturb_group, reference_group, target
+        )
+        query = adata
+        adata = self._data_of(modality, query)
+        labels = self._perturbation_labels(modality, adata, groupby, perturb_group, reference_group)
+        features = self.feature_names_[modality]
+        gene_list = selected_genes(genes, features, modality)
+        if target is not None:
+            check_positive_int(n_target_genes, "n_target_genes", 20)
+        if batch_size is not None:
+            check_positive_int(batch_size, "batch_size", 4096)
+        gene_index = features.get_indexer(gene_list)
+        if max_cells is not None:
+            check_positive_int(max_cells, "max_cells", 1000)
+        data, perturb_rows, reference_rows = self._perturbation_rows(
+            modality, query, labels, perturb_group, reference_group, max_cells, seed
+        )
+        self.module.eval()
+        x, neighbour_mean, reference_direction = self._perturbation_inputs(
+            modality, query, perturb_rows, reference_rows
+        )
+        perturbed_values, expressed = _perturbation_rule(data, x, gene_index, fold, continuous)
+        baseline, distances = self._perturbation_distances(
+            modality,
+            x,
+            neighbour_mean,
+            reference_direction,
+            gene_index,
+            ["up", "down"] if direction == "both" else [direction],
+            perturbed_values,
+            expressed,
+            batch_size,
+        )
+        result = _score_table(gene_list, baseline, distances, perturb_group, reference_group)
+        if target is None:
+            return result
+        chosen = result.index[:n_target_genes] if genes is None else result.index
+        perturbed = x.clone()
+        for gene, best in zip(chosen, result.loc[chosen, "best_direction"], strict=True):
+            column = features.get_loc(gene)
+            perturbed[:, column] = perturbed_values(perturbed[:, column], column, best)
+        obs = adata.obs.iloc[perturb_rows].copy()
+        out = self._generation_output(
+            target,
+            [self._cross_generate_tensor(modality, target, perturbed, neighbour_mean)],
+            "mean",
+            obs[[c for c in obs.columns if not str(c).startswith("_scvi")]],
+            {"source": modality, "perturbed_genes": list(chosen)},
+        )
+        out.layers["unperturbed"] = self._cross_generate_tensor(modality, target, x, neighbour_mean)
+        return result, out
+
+    def _check_perturbation(
+        self, modality, direction, fold, groupby, perturb_group, reference_group, target
+    ) -> bool:
+        """Check the arguments of :meth:`perturb` that need no data; whether the modality is continuous."""
         self._check_modality(modality)
         if direction not in ("up", "down", "both"):
             raise ValueError(f"direction={direction!r}; choose 'up', 'down' or 'both'")
@@ -118,8 +175,10 @@ class SCCROSSPerturbationMixin(SCCROSSDecodingMixin):
         if target is not None:
             self._check_modality(target)
         self._check_if_trained(warn=True)
-        query = adata
-        adata = self._data_of(modality, query)
+        return continuous
+
+    def _perturbation_labels(self, modality, adata, groupby, perturb_group, reference_group) -> pd.Series:
+        """The cells' labels in ``groupby``, checked to hold both groups."""
         labels = obs_labels(adata, groupby, f"mdata.mod[{modality!r}]")
         groups = set(labels.dropna())
         for name in (perturb_group, reference_group):
@@ -128,15 +187,11 @@ class SCCROSSPerturbationMixin(SCCROSSDecodingMixin):
                     f"group {name!r} is not in {groupby!r} of modality {modality!r}; groups: "
                     f"{sorted(groups)[:20]}"
                 )
-        features = self.feature_names_[modality]
-        gene_list = selected_genes(genes, features, modality)
-        if target is not None:
-            check_positive_int(n_target_genes, "n_target_genes", 20)
-        if batch_size is not None:
-            check_positive_int(batch_size, "batch_size", 4096)
-        gene_index = features.get_indexer(gene_list)
-        if max_cells is not None:
-            check_positive_int(max_cells, "max_cells", 1000)
+        return labels
+
+    def _perturbation_rows(self, modality, query, labels, perturb_group, reference_group, max_cells, seed):
+        """The modality's data matrix, the rows of the cells to perturb (at most ``max_cells``, a
+        random subset) and the rows of the reference cells."""
         rng = np.random.default_rng(seed)
         # cells with zero counts in the modality were not measured in it: neither perturbed nor reference
         data = self._modality_data(modality, query)[0]
@@ -151,7 +206,11 @@ class SCCROSSPerturbationMixin(SCCROSSDecodingMixin):
                     f"group {name!r} has no cells with counts in modality {modality!r}; choose a group "
                     "measured in it"
                 )
-        self.module.eval()
+        return data, perturb_rows, reference_rows
+
+    def _perturbation_inputs(self, modality, query, perturb_rows, reference_rows):
+        """The perturbed cells' profiles (dense, on the model's device), the means of their graph
+        neighbours, and the mean unit joint latent of the reference cells."""
         reference_direction = F.normalize(
             torch.as_tensor(self.get_latent_representation(modality, adata=query, indices=reference_rows)),
             dim=-1,
@@ -161,6 +220,24 @@ class SCCROSSPerturbationMixin(SCCROSSDecodingMixin):
         x = x.to(self.device)
         reference_direction = reference_direction.to(self.device)
         neighbour_mean = self.module.graph_neighbour_mean(modality, x)
+        return x, neighbour_mean, reference_direction
+
+    def _perturbation_distances(
+        self,
+        modality: str,
+        x: torch.Tensor,
+        neighbour_mean: torch.Tensor,
+        reference_direction: torch.Tensor,
+        gene_index: np.ndarray,
+        directions: list[str],
+        perturbed_values,
+        expressed: torch.Tensor,
+        batch_size: int | None,
+    ) -> tuple[float, dict[str, np.ndarray]]:
+        """The kernel of :meth:`perturb`: the mean cosine distance of the cells ``x`` to the
+        reference direction unperturbed (``baseline``) and, per direction, with each gene of
+        ``gene_index`` perturbed. Only the (cell, gene) pairs in ``expressed`` are re-encoded, in
+        chunks of about ``batch_size`` profiles; the other cells keep their unperturbed latents."""
 
         def unit_latents(profiles: torch.Tensor, cells: torch.Tensor) -> torch.Tensor:
             return F.normalize(
@@ -171,32 +248,10 @@ class SCCROSSPerturbationMixin(SCCROSSDecodingMixin):
         baseline_units = unit_latents(x, all_cells)
         baseline_sum = baseline_units.sum(0)
         baseline = float(1.0 - (baseline_sum / len(x)) @ reference_direction)
-        directions = ["up", "down"] if direction == "both" else [direction]
-        if continuous:
-            feature_std = torch.as_tensor(
-                np.sqrt(np.maximum(column_moments(data)[1], 0.0)),
-                dtype=torch.float32,
-                device=x.device,
-            )
-            signs = {"up": 1.0, "down": -1.0}
-
-            def perturbed_values(values, feature, d):
-                return values + signs[d] * fold * feature_std[feature]
-
-            # a shift changes every cell's value, zeros included
-            expressed = torch.ones(len(x), len(gene_index), dtype=torch.bool, device=x.device)
-        else:
-            factors = {"up": 1.0 + fold, "down": 1.0 - fold}
-
-            def perturbed_values(values, feature, d):
-                return values * factors[d]
-
-            # scaling a zero count changes nothing, so only (cell, gene) pairs with counts are re-encoded
-            expressed = x[:, torch.as_tensor(gene_index, device=x.device)] > 0
-        result = pd.DataFrame(index=pd.Index(gene_list, name="gene"))
         chunks = _chunks_by_budget(expressed.sum(0).cpu().numpy(), batch_size or max(1, 2**25 // x.shape[1]))
+        distances = {}
         for d in directions:
-            distances = np.empty(len(gene_list), dtype=np.float64)
+            distances[d] = np.empty(len(gene_index), dtype=np.float64)
             for start, stop in tqdm(chunks, desc=f"perturb {d}", leave=False):
                 cells, local_gene = torch.nonzero(expressed[:, start:stop], as_tuple=True)
                 genes_of_pairs = torch.as_tensor(gene_index[start:stop], device=x.device)[local_gene]
@@ -207,33 +262,8 @@ class SCCROSSPerturbationMixin(SCCROSSDecodingMixin):
                 )
                 change = unit_latents(profiles, cells) - baseline_units[cells]
                 sums = baseline_sum.repeat(stop - start, 1).index_add_(0, local_gene, change)
-                distances[start:stop] = (1.0 - (sums / len(x)) @ reference_direction).cpu().numpy()
-            result[f"distance_{d}"] = distances
-            result[f"score_{d}"] = baseline - distances
-        score_columns = [f"score_{d}" for d in directions]
-        result["best_score"] = result[score_columns].max(axis=1)
-        result["best_direction"] = result[score_columns].idxmax(axis=1).str.replace("score_", "", regex=False)
-        result["rank"] = result["best_score"].rank(ascending=False, method="first").astype(int)
-        result.attrs.update(
-            baseline_distance=baseline, perturb_group=str(perturb_group), reference_group=str(reference_group)
-        )
-        result = result.sort_values("rank")
-        if target is None:
-            return result
-        chosen = result.index[:n_target_genes] if genes is None else result.index
-        perturbed = x.clone()
-        for gene, best in zip(chosen, result.loc[chosen, "best_direction"], strict=True):
-            column = features.get_loc(gene)
-            perturbed[:, column] = perturbed_values(perturbed[:, column], column, best)
-        generated = self._cross_generate_tensor(modality, target, perturbed, neighbour_mean)
-        unperturbed = self._cross_generate_tensor(modality, target, x, neighbour_mean)
-        obs = adata.obs.iloc[perturb_rows].copy()
-        obs = obs[[c for c in obs.columns if not str(c).startswith("_scvi")]]
-        out = self._generation_output(
-            target, [generated], "mean", obs, {"source": modality, "perturbed_genes": list(chosen)}
-        )
-        out.layers["unperturbed"] = unperturbed
-        return result, out
+                distances[d][start:stop] = (1.0 - (sums / len(x)) @ reference_direction).cpu().numpy()
+        return baseline, distances
 
     def _cross_generate_tensor(
         self, source: str, target: str, x: torch.Tensor, neighbour_mean: torch.Tensor
@@ -256,3 +286,46 @@ def _chunks_by_budget(sizes: np.ndarray, budget: int) -> list[tuple[int, int]]:
     if start < len(sizes):
         chunks.append((start, len(sizes)))
     return chunks
+
+
+def _perturbation_rule(data, x: torch.Tensor, gene_index: np.ndarray, fold: float, continuous: bool):
+    """How :meth:`SCCROSS.perturb` changes a gene, ``perturbed_values(values, feature, direction)``,
+    and which (cell, gene) pairs it changes at all: counts scale by ``1 +/- fold`` (a zero stays
+    zero, so only pairs with counts), continuous values shift by ``+/- fold`` standard deviations
+    of the gene over ``data``'s cells (every pair)."""
+    if continuous:
+        feature_std = torch.as_tensor(
+            np.sqrt(np.maximum(column_moments(data)[1], 0.0)),
+            dtype=torch.float32,
+            device=x.device,
+        )
+        signs = {"up": 1.0, "down": -1.0}
+
+        def perturbed_values(values, feature, d):
+            return values + signs[d] * fold * feature_std[feature]
+
+        return perturbed_values, torch.ones(len(x), len(gene_index), dtype=torch.bool, device=x.device)
+    factors = {"up": 1.0 + fold, "down": 1.0 - fold}
+
+    def perturbed_values(values, feature, d):
+        return values * factors[d]
+
+    return perturbed_values, x[:, torch.as_tensor(gene_index, device=x.device)] > 0
+
+
+def _score_table(
+    gene_list: list, baseline: float, distances: dict, perturb_group, reference_group
+) -> pd.DataFrame:
+    """The scores of :meth:`SCCROSS.perturb`, one row per gene, strongest move toward the reference first."""
+    result = pd.DataFrame(index=pd.Index(gene_list, name="gene"))
+    for d, values in distances.items():
+        result[f"distance_{d}"] = values
+        result[f"score_{d}"] = baseline - values
+    score_columns = [f"score_{d}" for d in distances]
+    result["best_score"] = result[score_columns].max(axis=1)
+    result["best_direction"] = result[score_columns].idxmax(axis=1).str.replace("score_", "", regex=False)
+    result["rank"] = result["best_score"].rank(ascending=False, method="first").astype(int)
+    result.attrs.update(
+        baseline_distance=baseline, perturb_group=str(perturb_group), reference_group=str(reference_group)
+    )
+    return result.sort_values("rank")

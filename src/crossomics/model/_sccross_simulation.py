@@ -79,6 +79,19 @@ class SCCROSSSimulationMixin(SCCROSSDecodingMixin):
         >>> sim.mod["rna"].shape
         (500, 1677)
         """
+        modalities, posterior_from = self._check_simulation(modalities, posterior_from, output, n_cells)
+        self.module.eval()
+        mean, log_var, libraries = self._group_posterior(
+            groupby, group, modalities, posterior_from, batch_size, mdata
+        )
+        generator = torch.Generator().manual_seed(seed)
+        z = _mixture_draws(mean, log_var, n_cells, generator)
+        return self._simulated_mudata(
+            z, modalities, libraries, output, generator, seed, groupby, group, batch_size
+        )
+
+    def _check_simulation(self, modalities, posterior_from, output: str, n_cells: int) -> tuple[list, list]:
+        """The modalities to generate and those whose encodings form the mixture, as checked lists."""
         if modalities is None:
             modalities = list(self.modalities_)
         modalities = [modalities] if isinstance(modalities, str) else list(modalities)
@@ -93,7 +106,12 @@ class SCCROSSSimulationMixin(SCCROSSDecodingMixin):
             posterior_from = [posterior_from]
         for m in posterior_from:
             self._check_modality(m)
-        self.module.eval()
+        return modalities, posterior_from
+
+    def _group_posterior(self, groupby, group, modalities, posterior_from, batch_size, mdata):
+        """The population's aggregate posterior: posterior means and log-variances of the joint
+        latent of the group's cells in every modality of ``posterior_from``, and the group's
+        observed library sizes of each modality that has its cells."""
         means, log_vars, libraries = [], [], {}
         found_column = False
         available = list(mdata.mod) if mdata is not None else list(self._data)
@@ -127,12 +145,15 @@ class SCCROSSSimulationMixin(SCCROSSDecodingMixin):
         if not means:
             where = "" if set(posterior_from) == set(self.modalities_) else f" of modalities {posterior_from}"
             raise ValueError(f"group {group!r} has no cells in column {groupby!r}{where}")
-        mean, log_var = torch.cat(means), torch.cat(log_vars)
-        generator = torch.Generator().manual_seed(seed)
-        component = torch.randint(len(mean), (n_cells,), generator=generator)
-        noise = torch.randn((n_cells, mean.shape[1]), generator=generator).to(mean.device)
-        component = component.to(mean.device)
-        z = mean[component] + torch.exp(0.5 * log_var[component]) * noise
+        return torch.cat(means), torch.cat(log_vars), libraries
+
+    def _simulated_mudata(
+        self, z, modalities, libraries, output, generator, seed, groupby, group, batch_size
+    ) -> MuData:
+        """Every modality decoded from the same draws ``z`` (row ``k`` is one simulated cell), with
+        library sizes drawn from the group's observed totals (the training totals for a modality
+        without the group's cells)."""
+        n_cells = len(z)
         rng = np.random.default_rng(seed)
         names = [f"sim_{group}_{k}" for k in range(n_cells)]
         obs = pd.DataFrame({groupby: pd.Categorical([str(group)] * n_cells)}, index=names)
@@ -154,3 +175,12 @@ class SCCROSSSimulationMixin(SCCROSSDecodingMixin):
         # the simulated cells are matched row by row; nothing to pull from the modalities
         with mudata.set_options(pull_on_update=False):
             return MuData(mods)
+
+
+def _mixture_draws(mean: torch.Tensor, log_var: torch.Tensor, n_cells: int, generator) -> torch.Tensor:
+    """``n_cells`` draws from the mixture of the Gaussians ``N(mean_i, exp(log_var_i))``, one
+    component chosen uniformly per draw (``generator`` goes on to the decoders' draws)."""
+    component = torch.randint(len(mean), (n_cells,), generator=generator)
+    noise = torch.randn((n_cells, mean.shape[1]), generator=generator).to(mean.device)
+    component = component.to(mean.device)
+    return mean[component] + torch.exp(0.5 * log_var[component]) * noise

@@ -95,49 +95,8 @@ class SCCROSSTrainingMixin(SCCROSSDataMixin):
             datasplitter_kwargs,
             "splits and batches each modality itself (one loader per modality and per paired modality pair)",
         )
-        if pretrain_epochs is None:
-            pretrain_epochs = 0 if is_query else int(round(0.4 * max_epochs))
-        if not 0 <= pretrain_epochs <= max_epochs:
-            raise ValueError(f"pretrain_epochs={pretrain_epochs} must lie in [0, max_epochs={max_epochs}]")
-        if is_query and pretrain_epochs:
-            raise ValueError(f"pretrain_epochs={pretrain_epochs}; fine-tuning a query has no stage 1, pass 0")
-        if self.adata_manager is None:
-            raise RuntimeError(
-                "this SCCROSS model was loaded from a file and holds no registered training data; "
-                "train a new model (SCCROSS.setup_mudata(mdata, ...); SCCROSS(mdata)) or map query "
-                "data onto it (SCCROSS.load_query_data(query, model)) to train"
-            )
-        mdata = self.adata
-        modalities = [m for m in self.modalities_ if m in mdata.mod]
-        if not is_query and self.mnn_prior_ is None:
-            raise RuntimeError("this model has no MNN prior; construct it with SCCROSS(mdata) to fit one")
-        matrices = {m: self._modality_data(m)[0] for m in modalities}
-        rows = {m: np.flatnonzero(self._measured_cells(m, matrices[m])) for m in modalities}
-        paired = self.adata_manager.registry["setup_args"].get("paired", True)
-        pairs = {}
-        if paired is not False and not is_query:
-            explicit = None if paired is True else paired
-            pairs = pair_rows({m: mdata.mod[m] for m in modalities}, modalities, explicit)
-        # a pair needs both cells measured
-        pairs = {
-            (h, j): (rows_h[keep], rows_j[keep])
-            for (h, j), (rows_h, rows_j) in pairs.items()
-            if (keep := np.isin(rows_h, rows[h]) & np.isin(rows_j, rows[j])).any()
-        }
-        priors = {
-            m: None if is_query else np.asarray(self.mnn_prior_[m], dtype=np.float32) for m in modalities
-        }
-        data_module = MultiModalDataModule(
-            self.adata_manager,
-            rows=rows,
-            priors=priors,
-            pairs=pairs,
-            batch_size=batch_size,
-            validation_size=validation_size,
-            shuffle_set_split=shuffle_set_split,
-            seed=settings.seed or 0,
-            features={m: self._encoder_inputs(m, matrices[m], rows[m]) for m in modalities},
-        )
+        pretrain_epochs = self._checked_pretrain_epochs(is_query, pretrain_epochs, max_epochs)
+        data_module, pairs = self._training_data(is_query, batch_size, validation_size, shuffle_set_split)
         plan_kwargs = {"lr": lr, **(plan_kwargs or {})}
         if is_query:
             training_plan = SCCROSSQueryPlan(
@@ -176,3 +135,56 @@ class SCCROSSTrainingMixin(SCCROSSDataMixin):
             if is_query:  # a query keeps its frozen layers in evaluation mode on purpose
                 warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
             return runner()
+
+    def _checked_pretrain_epochs(self, is_query: bool, pretrain_epochs: int | None, max_epochs: int) -> int:
+        """Epochs of stage 1 (default 40% of ``max_epochs``, none for a query), checked, once the
+        model is known to hold registered training data."""
+        if pretrain_epochs is None:
+            pretrain_epochs = 0 if is_query else int(round(0.4 * max_epochs))
+        if not 0 <= pretrain_epochs <= max_epochs:
+            raise ValueError(f"pretrain_epochs={pretrain_epochs} must lie in [0, max_epochs={max_epochs}]")
+        if is_query and pretrain_epochs:
+            raise ValueError(f"pretrain_epochs={pretrain_epochs}; fine-tuning a query has no stage 1, pass 0")
+        if self.adata_manager is None:
+            raise RuntimeError(
+                "this SCCROSS model was loaded from a file and holds no registered training data; "
+                "train a new model (SCCROSS.setup_mudata(mdata, ...); SCCROSS(mdata)) or map query "
+                "data onto it (SCCROSS.load_query_data(query, model)) to train"
+            )
+        return pretrain_epochs
+
+    def _training_data(self, is_query: bool, batch_size, validation_size, shuffle_set_split):
+        """The data module of every modality's measured cells (with their MNN prior rows and
+        fixed encoder inputs) and of the true pairs between modalities, and those pairs."""
+        mdata = self.adata
+        modalities = [m for m in self.modalities_ if m in mdata.mod]
+        if not is_query and self.mnn_prior_ is None:
+            raise RuntimeError("this model has no MNN prior; construct it with SCCROSS(mdata) to fit one")
+        matrices = {m: self._modality_data(m)[0] for m in modalities}
+        rows = {m: np.flatnonzero(self._measured_cells(m, matrices[m])) for m in modalities}
+        paired = self.adata_manager.registry["setup_args"].get("paired", True)
+        pairs = {}
+        if paired is not False and not is_query:
+            explicit = None if paired is True else paired
+            pairs = pair_rows({m: mdata.mod[m] for m in modalities}, modalities, explicit)
+        # a pair needs both cells measured
+        pairs = {
+            (h, j): (rows_h[keep], rows_j[keep])
+            for (h, j), (rows_h, rows_j) in pairs.items()
+            if (keep := np.isin(rows_h, rows[h]) & np.isin(rows_j, rows[j])).any()
+        }
+        priors = {
+            m: None if is_query else np.asarray(self.mnn_prior_[m], dtype=np.float32) for m in modalities
+        }
+        data_module = MultiModalDataModule(
+            self.adata_manager,
+            rows=rows,
+            priors=priors,
+            pairs=pairs,
+            batch_size=batch_size,
+            validation_size=validation_size,
+            shuffle_set_split=shuffle_set_split,
+            seed=settings.seed or 0,
+            features={m: self._encoder_inputs(m, matrices[m], rows[m]) for m in modalities},
+        )
+        return data_module, pairs
