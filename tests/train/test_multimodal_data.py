@@ -57,7 +57,7 @@ def test_training_batches_carry_the_encoder_input_of_their_own_cells():
     import torch
 
     import crossomics as co
-    from crossomics.module._sccross import FEATURES_KEY, X_KEY
+    from crossomics._constants import FEATURES_KEY, X_KEY
     from crossomics.train._multimodal_data import MultiModalDataModule, nest_pairs
 
     scvi.settings.seed = 0

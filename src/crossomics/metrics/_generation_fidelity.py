@@ -6,6 +6,8 @@ import numpy as np
 import scipy.sparse as sp
 from numpy.typing import ArrayLike
 
+from crossomics._constants import TARGET_SUM
+
 from ._auroc import auroc_binary
 from ._cell_type_agreement import marker_correlation
 from ._inputs import Matrix, as_matrix, check_same_shape
@@ -96,7 +98,7 @@ def _binarize(matrix):
     return matrix > 0
 
 
-def _log_normalize(matrix, name: str, target_sum: float = 1e4):
+def _log_normalize(matrix, name: str, target_sum: float = TARGET_SUM):
     """``log1p`` of each row scaled to ``target_sum`` in total; all-zero rows stay zero."""
     values = matrix.data if sp.issparse(matrix) else matrix
     if values.size and values.min() < 0:

@@ -24,11 +24,11 @@ import pandas as pd
 import scipy.sparse as sp
 from anndata import AnnData
 
+from crossomics._constants import STD_FLOOR, TARGET_SUM
 from crossomics._validation import check_counts, get_matrix
 from crossomics.pp import gene_activity
 from crossomics.pp._normalize import log_normalize
 
-TARGET_SUM = 1e4
 """Counts per cell after library-size normalisation, before ``log1p``."""
 
 
@@ -130,10 +130,6 @@ def fit_modality_input(
         genes = genes[genes.isin(restrict_to)]
     recipe.feature_names = np.asarray(genes, dtype=object)
     return recipe
-
-
-STD_FLOOR = 1e-6
-"""Standard deviations below this become 1, so constant features standardise to 0."""
 
 
 def standardization_statistics(X: sp.spmatrix) -> tuple[np.ndarray, np.ndarray]:

@@ -10,9 +10,10 @@ from collections.abc import Mapping, Sequence
 
 from mudata import MuData
 
+from crossomics._constants import PAIRS_KEY
 from crossomics._validation import check_number, check_positive_int
 
-_RESERVED = ("pairs",)
+_RESERVED = (PAIRS_KEY,)
 _POSITIVE_INTS = {
     "n_latent": 50,
     "n_hidden": 256,

@@ -19,6 +19,7 @@ import scipy.sparse as sp
 import torch
 from anndata import AnnData
 
+from crossomics._constants import TARGET_SUM
 from crossomics.model._sccross_data import SCCROSSDataMixin
 
 _OUTPUTS = ("counts", "normalized", "mean", "detection")
@@ -70,7 +71,7 @@ class SCCROSSDecodingMixin(SCCROSSDataMixin):
             return head.detection_probability(params)
         if output == "normalized":
             if "composition" in params:
-                return torch.log1p(params["composition"] * 1e4)
+                return torch.log1p(params["composition"] * TARGET_SUM)
             return head.mean(params)
         # torch's Gamma sampler has no generator argument: seed a forked global state from ours,
         # so draws are reproducible and the caller's random state is left alone
@@ -132,7 +133,7 @@ class SCCROSSDecodingMixin(SCCROSSDataMixin):
                 # P(x > 0) = 1 - (1 + mu / theta)^(-theta), in place
                 block.div_(theta).log1p_().mul_(-theta).expm1_().neg_()
             elif output == "normalized":
-                block.mul_(1e4).log1p_()
+                block.mul_(TARGET_SUM).log1p_()
 
         # location = beta + alpha * (h W^T + b) = (beta + alpha * b) + alpha * (h W^T)
         shift = torch.addcmul(beta, alpha, head.linear.bias)

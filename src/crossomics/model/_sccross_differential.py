@@ -21,6 +21,7 @@ from mudata import MuData
 from scvi import REGISTRY_KEYS
 from scvi.model.base import DifferentialComputation
 
+from crossomics._constants import TARGET_SUM
 from crossomics._validation import check_positive_int
 from crossomics.model._selection import compared_groups
 
@@ -34,7 +35,6 @@ _BAYES_FACTOR_OPTIONS = frozenset(inspect.signature(DifferentialComputation.get_
     "batchid2",
     "use_observed_batches",
 }
-_COUNTS_PER_CELL = 1e4  # scale of the normalised raw means in the statistics columns
 
 
 class _DifferentialData:
@@ -87,7 +87,7 @@ def _count_statistics(counts, rows1: np.ndarray, rows2: np.ndarray) -> dict[str,
     out = {}
     for suffix, rows in (("1", rows1), ("2", rows2)):
         group = counts[rows]
-        scale = _COUNTS_PER_CELL / np.maximum(totals[rows], 1.0)
+        scale = TARGET_SUM / np.maximum(totals[rows], 1.0)
         normalised = group.multiply(scale[:, None]) if sp.issparse(group) else group * scale[:, None]
         out[f"raw_mean{suffix}"] = np.asarray(group.mean(0)).ravel()
         out[f"non_zeros_proportion{suffix}"] = np.asarray((group != 0).mean(0)).ravel()

@@ -19,6 +19,7 @@ from scvi.data import AnnDataManager, fields
 from scvi.data._manager import AnnDataManagerValidationCheck
 
 from crossomics import pp
+from crossomics._constants import ATAC, PROTEIN, STD_FLOOR
 from crossomics._validation import check_counts, check_finite, empty_cells, get_matrix
 from crossomics.model._registration import check_batch_column
 from crossomics.nn._likelihoods import COUNT_LIKELIHOODS
@@ -31,8 +32,6 @@ from crossomics.pp._peaks import parse_sites
 from crossomics.train._multimodal_data import batch_key, data_key
 
 logger = logging.getLogger(__name__)
-
-_ATAC, _PROTEIN = "atac", "protein"
 
 
 def normalized_modalities(likelihoods: dict[str, str]) -> frozenset[str]:
@@ -107,7 +106,7 @@ def fit_projection(kind: str, likelihood: str, X, n_components: int, seed: int):
     other count data, PCA of standardised values for continuous data."""
     n_components = int(min(n_components, X.shape[1] - 1, X.shape[0] - 1))
     if likelihood in COUNT_LIKELIHOODS or likelihood == "nb":
-        if kind == _ATAC:
+        if kind == ATAC:
             return pp.fit_lsi(X, n_components=n_components, random_state=seed).module()
         return pp.fit_pca(X, n_components=n_components, random_state=seed).module()
     return StandardizedPCA.fit(X, n_components, seed)
@@ -140,14 +139,14 @@ def fit_gene_set_features(
     set reaching the minimum size gets no gene-set features (logged). ``normalized`` data are
     scored as given instead of log-normalised.
     """
-    if gene_sets is None or kind == _PROTEIN:
+    if gene_sets is None or kind == PROTEIN:
         return None
     feature_to_gene = None
     gene_names = adata.var_names
     if has_genomic_features(kind, adata.var):
         if annotation is None:
             return None
-        features = adata if kind == _ATAC else parse_sites(adata.var)
+        features = adata if kind == ATAC else parse_sites(adata.var)
         feature_to_gene, gene_names = pp.peak_to_gene_matrix(features, annotation)
     membership, set_names = pp.gene_set_membership(gene_names, gene_sets)
     if len(set_names) < 2:
@@ -164,7 +163,7 @@ def fit_gene_set_features(
     scores = _apply_in_chunks(scorer.scores, X)
     mean = scores.mean(0)
     std = scores.std(0)
-    std[std < 1e-6] = 1.0
+    std[std < STD_FLOOR] = 1.0
     standardized = (scores - mean) / std
     n_components = int(min(n_components, standardized.shape[1] - 1, standardized.shape[0] - 1))
     components = top_right_singular_vectors(standardized - standardized.mean(0), n_components, seed)
@@ -186,7 +185,7 @@ def fit_common_gene_features(
     for m in modalities:
         unscaled = space.module(m)
         std = _apply_in_chunks(unscaled, matrices[m]).std(0)
-        features[m] = space.module(m, output_std=np.maximum(std, 1e-6))
+        features[m] = space.module(m, output_std=np.maximum(std, STD_FLOOR))
     return features
 
 
@@ -212,7 +211,7 @@ def infer_kind(modality: str, adata: AnnData) -> str:
             f"cannot tell what modality {modality!r} holds; pass "
             f"kinds={{{modality!r}: 'rna'|'atac'|'protein'|'methylation'}}"
         ) from None
-    return _ATAC
+    return ATAC
 
 
 def pairing_table(paired, adatas: dict[str, AnnData], modalities: list[str]) -> bool | dict[str, list]:

@@ -13,6 +13,7 @@ from anndata import AnnData
 from mudata import MuData
 
 from crossomics import pp
+from crossomics._constants import ATAC
 from crossomics._validation import get_matrix
 from crossomics.metrics._label_transfer import vote_labels
 from crossomics.model._sccross_inputs import check_modality_data, data_manager
@@ -43,7 +44,7 @@ def _matrix_on_reference_features(adata: AnnData, layer, reference_names: pd.Ind
             "adata.var_names_make_unique() or drop the duplicates"
         )
     positions = names.get_indexer(reference_names)
-    if kind == "atac" and (positions < 0).any():
+    if kind == ATAC and (positions < 0).any():
         # peak sets differ between runs: move the counts onto the reference peaks they overlap
         mapping = pp.peak_overlap_map(adata, reference_names)
         mapped = sp.csr_matrix(X) @ mapping

@@ -10,6 +10,7 @@ from anndata import AnnData
 from mudata import MuData
 
 from crossomics import pp
+from crossomics._constants import ATAC, MODALITY_KINDS
 from crossomics.datasets._loaders import genome_from_var
 from crossomics.model._registration import check_mudata, check_setup_kwargs, register_or_undo
 from crossomics.model._sccross_checks import checked_modalities
@@ -22,7 +23,7 @@ from crossomics.model._sccross_inputs import (
 )
 from crossomics.nn._likelihoods import LIKELIHOODS
 from crossomics.pp._annotation_files import annotation_argument
-from crossomics.pp._common_genes import DEFAULT_LIKELIHOOD, MODALITY_KINDS, has_genomic_features
+from crossomics.pp._common_genes import DEFAULT_LIKELIHOOD, has_genomic_features
 
 logger = logging.getLogger(__name__)
 
@@ -138,7 +139,7 @@ class SCCROSSSetupMixin:
                     "(or a gene-body table) so they can be mapped to genes for the MNN prior"
                 )
             check_modality_data(m, adata, layers[m], likelihoods[m], batch_keys[m])
-            if kinds[m] == "atac":
+            if kinds[m] == ATAC:
                 pp.check_genome(adata, gene_annotation, f"modality {m!r}")
         setup_method_args["setup_args"]["gene_annotation"] = gene_annotation
         adatas = {m: mdata.mod[m] for m in modalities}

@@ -8,8 +8,8 @@ import torch.nn.functional as F
 from scvi.module.base import BaseModuleClass, LossOutput, auto_move_data
 from torch import nn
 
-CLIP_VALUE = 10.0
-"""Standardised inputs are clipped to ``[-10, 10]`` (paper: scaled, then clipped at 10)."""
+from crossomics._constants import CLIP_VALUE
+
 DISTANCE_EPS = 1e-3
 """Added under the square root of embedding distances, whose gradient is infinite at 0."""
 
@@ -26,6 +26,7 @@ class _InputBlock(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # standardised inputs are clipped at 10 (paper: scaled, then clipped at 10)
         scaled = ((x - self.feature_mean) / self.feature_std).clamp(-CLIP_VALUE, CLIP_VALUE)
         return self.layers(scaled)
 

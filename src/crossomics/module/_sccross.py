@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from scvi.module.base import BaseModuleClass, LossOutput
 from torch import nn
 
+from crossomics._constants import BATCH_KEY, FEATURES_KEY, PRIOR_KEY, X_KEY
 from crossomics.nn._layers import (
     Discriminator,
     GaussianEncoder,
@@ -19,7 +20,6 @@ from crossomics.nn._layers import (
 )
 from crossomics.nn._likelihoods import BatchAffineLikelihood
 
-X_KEY, BATCH_KEY, PRIOR_KEY, FEATURES_KEY = "x", "batch", "prior", "features"
 # total count at which D_ge compares decoded profiles
 _VIEW_LIBRARY = 1e4
 

@@ -14,6 +14,8 @@ import scipy.sparse as sp
 import torch
 from torch import nn
 
+from crossomics._constants import TARGET_SUM
+
 _TOTAL_FLOOR = 1e-12
 
 
@@ -170,7 +172,7 @@ class GeneSetScores(nn.Module):
         if not self.log_normalize:
             return self.set_mean(genes)
         total = genes.sum(-1, keepdim=True).clamp_min(_TOTAL_FLOOR)
-        return self.set_mean(torch.log1p(genes / total * 1e4))
+        return self.set_mean(torch.log1p(genes / total * TARGET_SUM))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Dense ``x``, or a CSR ``x`` (inference), which never densifies the gene matrix.
@@ -184,7 +186,7 @@ class GeneSetScores(nn.Module):
             genes = x if self.feature_to_gene is None else self.feature_to_gene(x)
             rows, _, values, totals = _csr_entries(genes)
             logged = (
-                torch.log1p(values / totals[rows].clamp_min(_TOTAL_FLOOR) * 1e4)
+                torch.log1p(values / totals[rows].clamp_min(_TOTAL_FLOOR) * TARGET_SUM)
                 if self.log_normalize
                 else values
             )

@@ -13,6 +13,8 @@ import pandas as pd
 import scanpy as sc
 import scipy.sparse as sp
 
+from crossomics._constants import TARGET_SUM
+
 
 def _log_normalized(adata: ad.AnnData) -> ad.AnnData:
     out = ad.AnnData(
@@ -22,7 +24,7 @@ def _log_normalized(adata: ad.AnnData) -> ad.AnnData:
     )
     out.obs_names = adata.obs_names
     out.var_names = adata.var_names
-    sc.pp.normalize_total(out, target_sum=1e4)
+    sc.pp.normalize_total(out, target_sum=TARGET_SUM)
     sc.pp.log1p(out)
     return out
 

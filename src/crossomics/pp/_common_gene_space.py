@@ -19,6 +19,7 @@ from mudata import MuData
 from sklearn.decomposition import PCA
 from torch import nn
 
+from crossomics._constants import CLIP_VALUE, TARGET_SUM
 from crossomics.nn._transforms import _TOTAL_FLOOR, SparseLinearMap, _buffer, _is_csr
 
 from ._common_genes import check_modalities, checked_values, common_gene_maps
@@ -47,7 +48,7 @@ class CommonGeneSpace:
     gene_std: dict[str, np.ndarray]
     pca_mean: np.ndarray
     components: np.ndarray
-    clip: float = 10.0
+    clip: float = CLIP_VALUE
     normalized: frozenset[str] = frozenset()
 
     @property
@@ -164,7 +165,7 @@ class CommonGeneProjection(nn.Module):
         pca_mean,
         components,
         output_std,
-        clip: float = 10.0,
+        clip: float = CLIP_VALUE,
         log_normalize: bool = True,
     ):
         super().__init__()
@@ -208,7 +209,7 @@ class CommonGeneProjection(nn.Module):
         # the rounding) of the out-of-place form
         if self.log_normalize:
             total = genes.sum(-1, keepdim=True).clamp_min(_TOTAL_FLOOR)
-            genes = genes.div_(total).mul_(1e4).log1p_()
+            genes = genes.div_(total).mul_(TARGET_SUM).log1p_()
         scaled = genes[:, self.kept].sub_(self.gene_mean).div_(self.gene_std).clamp_(-self.clip, self.clip)
         coordinates = (F.normalize(scaled, dim=-1, eps=1e-12) - self.pca_mean) @ self.components.T
         return coordinates.div_(self.output_std)

@@ -11,6 +11,7 @@ import scipy.sparse as sp
 from anndata import AnnData
 from mudata import MuData
 
+from crossomics._constants import ATAC, METHYLATION, MODALITY_KINDS, PROTEIN, RNA
 from crossomics._validation import check_counts, check_finite, get_matrix
 
 from ._normalize import aggregate_columns, as_float32_csr
@@ -19,14 +20,13 @@ from ._protein_genes import antibody_genes
 
 logger = logging.getLogger(__name__)
 
-MODALITY_KINDS = ("rna", "atac", "protein", "methylation")
 _NAME_HINTS = {
-    "rna": ("rna", "gex", "gene", "expression"),
-    "atac": ("atac", "peak", "chromatin"),
-    "protein": ("adt", "protein", "cite", "antibod"),
-    "methylation": ("methyl", "snmc", "mcg"),
+    RNA: ("rna", "gex", "gene", "expression"),
+    ATAC: ("atac", "peak", "chromatin"),
+    PROTEIN: ("adt", "protein", "cite", "antibod"),
+    METHYLATION: ("methyl", "snmc", "mcg"),
 }
-DEFAULT_LIKELIHOOD = {"rna": "nb", "atac": "nb", "protein": "nb", "methylation": "ziln"}
+DEFAULT_LIKELIHOOD = {RNA: "nb", ATAC: "nb", PROTEIN: "nb", METHYLATION: "ziln"}
 """A model's likelihood of each kind when none is given (the paper's: ZILN for methylation rates)."""
 METHYLATION_SIGN = -1.0
 """Gene-body methylation anti-correlates with expression, so it enters the common-gene view
@@ -36,7 +36,7 @@ negated (docs/concepts.md, "Normalised and continuous inputs")."""
 def has_genomic_features(kind: str, var: pd.DataFrame) -> bool:
     """Whether a modality's features are genomic positions mapped to genes through an
     annotation: always for ATAC, for methylation when they are sites, bins or regions."""
-    return kind == "atac" or (kind == "methylation" and has_coordinates(var))
+    return kind == ATAC or (kind == METHYLATION and has_coordinates(var))
 
 
 def infer_modality_kinds(modalities: Sequence[str], kinds: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -227,20 +227,20 @@ def common_gene_maps(
 
     gene_level: dict[str, tuple[sp.csr_matrix, pd.Index]] = {}
     # proteins are matched against the genes the other modalities measure, so those come first
-    for modality in sorted(modalities, key=lambda m: kinds[m] == "protein"):
+    for modality in sorted(modalities, key=lambda m: kinds[m] == PROTEIN):
         adata = mdata.mod[modality]
-        if kinds[modality] == "atac":
+        if kinds[modality] == ATAC:
             peak_gene, genes = peak_to_gene_matrix(adata.var, gene_annotation)
             gene_level[modality] = (sp.csr_matrix(peak_gene, dtype=np.float32), genes)
             continue
-        if kinds[modality] == "methylation":
+        if kinds[modality] == METHYLATION:
             if modality in positional:
                 site_gene, genes = peak_to_gene_matrix(parse_sites(adata.var), gene_annotation)
             else:
                 site_gene, genes = sp.identity(adata.n_vars, dtype=np.float32, format="csr"), adata.var_names
             gene_level[modality] = (sp.csr_matrix(site_gene * METHYLATION_SIGN, dtype=np.float32), genes)
             continue
-        if kinds[modality] == "rna":
+        if kinds[modality] == RNA:
             gene_level[modality] = (
                 sp.identity(adata.n_vars, dtype=np.float32, format="csr"),
                 adata.var_names,

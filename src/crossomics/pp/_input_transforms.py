@@ -16,12 +16,9 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 from sklearn.utils.extmath import randomized_svd, svd_flip
 
+from crossomics._constants import STD_FLOOR
 from crossomics._validation import check_nonnegative
 
-CLIP_VALUE = 10.0
-"""Standardised values are clipped to ``[-CLIP_VALUE, CLIP_VALUE]`` before the PCA projection."""
-STD_FLOOR = 1e-6
-"""Standard deviations below this are replaced by 1, so constant features map to 0."""
 _CHUNK_SIZE = 10_000
 
 

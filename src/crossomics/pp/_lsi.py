@@ -204,7 +204,7 @@ class TfidfLSI(nn.Module):
     The torch form of :class:`LSITransform` (see its ``transform``), with the same numbers.
     """
 
-    def __init__(self, components, idf, output_mean, output_std, scale: float = 1e4):
+    def __init__(self, components, idf, output_mean, output_std, scale: float = LSI_SCALE):
         super().__init__()
         self.register_buffer("components", _buffer(components))
         self.register_buffer("idf", _buffer(idf))

@@ -8,6 +8,8 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
+from crossomics._constants import CLIP_VALUE, STD_FLOOR, TARGET_SUM
+
 TOTAL_FLOOR = 1e-12
 """Lower bound on a row total before dividing by it; rows that sum to zero stay zero."""
 
@@ -32,7 +34,7 @@ def scale_rows(X, factors: np.ndarray):
     return np.asarray(X, dtype=np.float32) * factors[:, None]
 
 
-def log_normalize(X, target_sum: float = 1e4):
+def log_normalize(X, target_sum: float = TARGET_SUM):
     """``log1p(X / row_total * target_sum)``, float32; rows summing to zero stay zero.
 
     Sparse input gives a CSR matrix, dense input a dense array.
@@ -74,12 +76,12 @@ def column_mean_std(X) -> tuple[np.ndarray, np.ndarray]:
     """Float32 column means and standard deviations; near-constant columns get a std of 1."""
     dense = (X.toarray() if sp.issparse(X) else np.asarray(X)).astype(np.float32)
     std = dense.std(axis=0)
-    std[std < 1e-6] = 1.0
+    std[std < STD_FLOOR] = 1.0
     return dense.mean(axis=0), std
 
 
 def standardize_columns(
-    X: np.ndarray, clip: float = 10.0, mean: np.ndarray | None = None, std: np.ndarray | None = None
+    X: np.ndarray, clip: float = CLIP_VALUE, mean: np.ndarray | None = None, std: np.ndarray | None = None
 ) -> np.ndarray:
     """Zero-mean, unit-variance columns clipped to ``[-clip, clip]`` (constant columns become 0).
 

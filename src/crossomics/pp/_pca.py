@@ -11,11 +11,11 @@ import scipy.sparse as sp
 import torch
 from torch import nn
 
+from crossomics._constants import CLIP_VALUE, STD_FLOOR, TARGET_SUM
 from crossomics._validation import check_number
 from crossomics.nn._transforms import _TOTAL_FLOOR, _buffer, _csr_entries, _csr_like, _is_csr
 
 from ._input_transforms import (
-    CLIP_VALUE,
     FittedProjection,
     as_names,
     check_n_components,
@@ -87,7 +87,7 @@ class PCATransform(FittedProjection):
 def fit_pca(
     X,
     n_components: int = 50,
-    target_sum: float = 1e4,
+    target_sum: float = TARGET_SUM,
     random_state: int = 0,
     feature_names: Sequence[str] | None = None,
 ) -> PCATransform:
@@ -124,7 +124,7 @@ def fit_pca(
     """
     check_transform_input(X, None, "X")
     check_n_components(X, n_components)
-    check_number(target_sum, "target_sum", 1e4, low=0, low_open=True)
+    check_number(target_sum, "target_sum", TARGET_SUM, low=0, low_open=True)
     y = log_normalize(X, target_sum)
     y = y.toarray() if sp.issparse(y) else y
     mean = y.mean(axis=0, dtype=np.float64).astype(np.float32)
@@ -146,7 +146,9 @@ class LogNormalizedPCA(nn.Module):
     The torch form of :class:`PCATransform` (see its ``transform``), with the same numbers.
     """
 
-    def __init__(self, components, feature_mean, feature_std, target_sum: float = 1e4, clip: float = 10.0):
+    def __init__(
+        self, components, feature_mean, feature_std, target_sum: float = TARGET_SUM, clip: float = CLIP_VALUE
+    ):
         super().__init__()
         self.register_buffer("components", _buffer(components))
         self.register_buffer("feature_mean", _buffer(feature_mean))
@@ -178,7 +180,7 @@ class LogNormalizedPCA(nn.Module):
 class StandardizedPCA(nn.Module):
     """``clip((x - mean) / std) @ components.T`` for continuous (already normalised) data."""
 
-    def __init__(self, components, feature_mean, feature_std, clip: float = 10.0):
+    def __init__(self, components, feature_mean, feature_std, clip: float = CLIP_VALUE):
         super().__init__()
         self.register_buffer("components", _buffer(components))
         self.register_buffer("feature_mean", _buffer(feature_mean))
@@ -194,13 +196,15 @@ class StandardizedPCA(nn.Module):
         """
         mean, variance = column_moments(X)
         std = np.sqrt(np.maximum(variance, 0.0))
-        std[std < 1e-6] = 1.0
+        std[std < STD_FLOOR] = 1.0
         rows = np.arange(X.shape[0])
         if X.shape[0] > max_cells:
             rows = np.sort(np.random.default_rng(seed).choice(X.shape[0], max_cells, replace=False))
         sample = X[rows].toarray() if sp.issparse(X) else np.asarray(X)[rows]
         scaled = np.clip(
-            (sample.astype(np.float32) - mean.astype(np.float32)) / std.astype(np.float32), -10, 10
+            (sample.astype(np.float32) - mean.astype(np.float32)) / std.astype(np.float32),
+            -CLIP_VALUE,
+            CLIP_VALUE,
         )
         return cls(top_right_singular_vectors(scaled - scaled.mean(0), n_components, seed), mean, std)
 

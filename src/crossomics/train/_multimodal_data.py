@@ -16,10 +16,9 @@ from lightning.pytorch.utilities import CombinedLoader
 from scvi.data import AnnDataManager
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, Sampler, SequentialSampler
 
-from crossomics.module._sccross import BATCH_KEY, FEATURES_KEY, PRIOR_KEY, X_KEY
+from crossomics._constants import BATCH_KEY, FEATURES_KEY, PAIRS_KEY, PRIOR_KEY, X_KEY
 
-PAIRS_KEY = "pairs"
-_PAIR_PREFIX = "pairs:"
+_PAIR_PREFIX = f"{PAIRS_KEY}:"
 
 
 def data_key(modality: str) -> str:
