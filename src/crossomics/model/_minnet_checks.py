@@ -7,8 +7,9 @@ from collections.abc import Mapping
 from anndata import AnnData
 from mudata import MuData
 
+from crossomics._constants import ATAC
 from crossomics.model._registration import check_one_type
-from crossomics.pp import parse_peaks
+from crossomics.pp._modality_kinds import infer_modality_kind
 
 
 def two_modalities(mdata: MuData, modalities) -> list[str]:
@@ -65,13 +66,7 @@ def check_labels(adata: AnnData, labels_key: str | None, modality: str) -> None:
 
 def peak_modality(mdata: MuData, modalities: list[str]) -> str:
     """The modality whose features are genomic intervals (ATAC peaks)."""
-    with_peaks = []
-    for modality in modalities:
-        try:
-            parse_peaks(mdata.mod[modality].var)
-        except ValueError:
-            continue
-        with_peaks.append(modality)
+    with_peaks = [m for m in modalities if _features_are_peaks(m, mdata.mod[m].var)]
     if len(with_peaks) != 1:
         raise ValueError(
             "gene_annotation turns the ATAC peaks into gene activity, so exactly one modality must have "
@@ -79,3 +74,11 @@ def peak_modality(mdata: MuData, modalities: list[str]) -> str:
             f"found {len(with_peaks)} among {modalities}"
         )
     return with_peaks[0]
+
+
+def _features_are_peaks(modality: str, var) -> bool:
+    """Whether the features say ATAC (names or coordinates of peaks), whatever the name says."""
+    try:
+        return infer_modality_kind(modality, var, from_name=False) == ATAC
+    except ValueError:
+        return False

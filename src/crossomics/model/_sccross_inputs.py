@@ -25,7 +25,7 @@ from crossomics.model._registration import check_batch_column
 from crossomics.nn._likelihoods import COUNT_LIKELIHOODS
 from crossomics.nn._transforms import GeneSetScores, ReferenceGraphConvolution, to_torch_rows
 from crossomics.pp._common_gene_space import CommonGeneProjection
-from crossomics.pp._common_genes import has_genomic_features, infer_modality_kinds
+from crossomics.pp._common_genes import has_genomic_features
 from crossomics.pp._input_transforms import top_right_singular_vectors
 from crossomics.pp._pca import StandardizedPCA
 from crossomics.pp._peaks import parse_sites
@@ -195,23 +195,6 @@ def _apply_in_chunks(transform, X, size: int = 2048) -> np.ndarray:
     return np.concatenate(
         [transform(to_torch_rows(X[start : start + size])).numpy() for start in range(0, X.shape[0], size)]
     )
-
-
-def infer_kind(modality: str, adata: AnnData) -> str:
-    """Guess what a modality holds from its name (as :mod:`crossomics.pp` does), else from its
-    features: names that parse as peaks mean ATAC."""
-    try:
-        return infer_modality_kinds([modality])[modality]
-    except ValueError:
-        pass
-    try:
-        pp.parse_peaks(adata)
-    except ValueError:
-        raise ValueError(
-            f"cannot tell what modality {modality!r} holds; pass "
-            f"kinds={{{modality!r}: 'rna'|'atac'|'protein'|'methylation'}}"
-        ) from None
-    return ATAC
 
 
 def pairing_table(paired, adatas: dict[str, AnnData], modalities: list[str]) -> bool | dict[str, list]:

@@ -17,13 +17,13 @@ from crossomics.model._sccross_checks import checked_modalities
 from crossomics.model._sccross_inputs import (
     check_modality_data,
     data_manager,
-    infer_kind,
     pair_rows,
     pairing_table,
 )
 from crossomics.nn._likelihoods import LIKELIHOODS
 from crossomics.pp._annotation_files import annotation_argument
 from crossomics.pp._common_genes import DEFAULT_LIKELIHOOD, has_genomic_features
+from crossomics.pp._modality_kinds import infer_modality_kind
 
 logger = logging.getLogger(__name__)
 
@@ -88,7 +88,8 @@ class SCCROSSSetupMixin:
             What each modality holds (``"rna"``, ``"atac"``, ``"protein"`` or
             ``"methylation"``): chooses the input projection and the common-gene view of the
             MNN prior. Inferred from the modality names (``rna``/``gex``, ``atac``/``peaks``,
-            ``adt``/``protein``, ``methylation``/``snmc``) when not given. Methylation
+            ``adt``/``protein``, ``methylation``/``snmc``) when not given, else from peak-like
+            features (:func:`crossomics.pp.common_gene_views` infers the same). Methylation
             features are genes (gene-level fractions) or CpG sites / bins (``chr1:12345``,
             ``chr1_12345``, ``chr1:100-200``), which are mapped to genes like peaks; in the
             common-gene view methylation enters negated, as it anti-correlates with expression.
@@ -126,7 +127,7 @@ class SCCROSSSetupMixin:
             gene_annotation = annotation_argument(gene_annotation)
         for m in modalities:
             adata = mdata.mod[m]
-            kinds[m] = kinds[m] or infer_kind(m, adata)
+            kinds[m] = kinds[m] or infer_modality_kind(m, adata.var)
             if kinds[m] not in MODALITY_KINDS:
                 raise ValueError(f"kinds[{m!r}]={kinds[m]!r}; choose one of {list(MODALITY_KINDS)}")
             likelihoods[m] = likelihoods[m] or DEFAULT_LIKELIHOOD[kinds[m]]

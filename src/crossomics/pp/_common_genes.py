@@ -11,21 +11,16 @@ import scipy.sparse as sp
 from anndata import AnnData
 from mudata import MuData
 
-from crossomics._constants import ATAC, METHYLATION, MODALITY_KINDS, PROTEIN, RNA
+from crossomics._constants import ATAC, METHYLATION, PROTEIN, RNA
 from crossomics._validation import check_counts, check_finite, get_matrix
 
+from ._modality_kinds import infer_modality_kinds
 from ._normalize import aggregate_columns, as_float32_csr
 from ._peaks import has_coordinates, parse_sites, peak_to_gene_matrix, resolve_annotation
 from ._protein_genes import antibody_genes
 
 logger = logging.getLogger(__name__)
 
-_NAME_HINTS = {
-    RNA: ("rna", "gex", "gene", "expression"),
-    ATAC: ("atac", "peak", "chromatin"),
-    PROTEIN: ("adt", "protein", "cite", "antibod"),
-    METHYLATION: ("methyl", "snmc", "mcg"),
-}
 DEFAULT_LIKELIHOOD = {RNA: "nb", ATAC: "nb", PROTEIN: "nb", METHYLATION: "ziln"}
 """A model's likelihood of each kind when none is given (the paper's: ZILN for methylation rates)."""
 METHYLATION_SIGN = -1.0
@@ -37,28 +32,6 @@ def has_genomic_features(kind: str, var: pd.DataFrame) -> bool:
     """Whether a modality's features are genomic positions mapped to genes through an
     annotation: always for ATAC, for methylation when they are sites, bins or regions."""
     return kind == ATAC or (kind == METHYLATION and has_coordinates(var))
-
-
-def infer_modality_kinds(modalities: Sequence[str], kinds: Mapping[str, str] | None = None) -> dict[str, str]:
-    """Kind (``rna``, ``atac``, ``protein``, ``methylation``) of each modality: given, or guessed from its name."""
-    kinds = dict(kinds or {})
-    resolved = {}
-    for modality in modalities:
-        if modality in kinds:
-            kind = kinds[modality]
-            if kind not in MODALITY_KINDS:
-                raise ValueError(f"kinds[{modality!r}] is {kind!r}; use one of {list(MODALITY_KINDS)}")
-        else:
-            name = modality.lower()
-            guesses = [kind for kind, hints in _NAME_HINTS.items() if any(hint in name for hint in hints)]
-            if len(guesses) != 1:
-                raise ValueError(
-                    f"cannot infer the kind of modality {modality!r} from its name; pass "
-                    f"kinds={{{modality!r}: 'rna' | 'atac' | 'protein' | 'methylation'}}"
-                )
-            kind = guesses[0]
-        resolved[modality] = kind
-    return resolved
 
 
 def check_modalities(mdata: MuData, modalities: Sequence[str]) -> list[str]:
@@ -113,9 +86,10 @@ def common_gene_views(
     modalities
         Names in ``mdata.mod`` to use (at least one).
     kinds
-        Modality -> ``"rna"``, ``"atac"`` or ``"protein"``. Missing entries are guessed from
-        the name: rna/gex/gene -> rna, atac/peak/chromatin -> atac,
-        adt/protein/cite/antibody -> protein.
+        Modality -> ``"rna"``, ``"atac"``, ``"protein"`` or ``"methylation"``. Missing entries
+        are guessed from the name (rna/gex/gene -> rna, atac/peak/chromatin -> atac,
+        adt/protein/cite/antibody -> protein, methyl/snmc/mcg -> methylation), else from the
+        features: peak names or coordinates -> atac (as ``SCCROSS.setup_mudata`` does).
     gene_annotation
         Gene bodies for ATAC modalities: a genome name (``"mm10"``, ``"hg38"``) or a
         DataFrame as :func:`crossomics.datasets.gene_annotation` returns.
@@ -215,7 +189,7 @@ def common_gene_maps(
         The common gene names (spelled as in the first modality) and modality -> map.
     """
     modalities = check_modalities(mdata, modalities)
-    kinds = infer_modality_kinds(modalities, kinds)
+    kinds = infer_modality_kinds(modalities, kinds, {m: mdata.mod[m].var for m in modalities})
     positional = [m for m in modalities if has_genomic_features(kinds[m], mdata.mod[m].var)]
     if positional:
         if gene_annotation is None:
