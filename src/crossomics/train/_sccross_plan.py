@@ -8,6 +8,7 @@ import lightning.pytorch as pl
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
+from crossomics._constants import PAIRS_KEY, X_KEY
 from crossomics.module._sccross import SCCROSSModule
 from crossomics.train._multimodal_data import nest_pairs
 
@@ -144,7 +145,7 @@ class SCCROSSTrainingPlan(pl.LightningModule):
 
     @staticmethod
     def _n_cells(tensors: dict) -> int:
-        return sum(v["x"].shape[0] for k, v in tensors.items() if k != "pairs")
+        return sum(v[X_KEY].shape[0] for k, v in tensors.items() if k != PAIRS_KEY)
 
     def _log_training_losses(self, losses: dict, n_cells: int) -> None:
         for name, value in losses.items():
@@ -319,7 +320,7 @@ class SCCROSSQueryPlan(SCCROSSTrainingPlan):
     def _query_losses(self, batch) -> tuple[dict, int]:
         """The stage-2 ELBO of a query minibatch (queries take no pairs) and its cell count."""
         tensors = nest_pairs(batch)
-        tensors.pop("pairs", None)
+        tensors.pop(PAIRS_KEY, None)
         return self.module.generator_losses(tensors, stage=2, align=False), self._n_cells(tensors)
 
     def training_step(self, batch, batch_idx):
