@@ -178,8 +178,9 @@ class SCCROSSDifferentialMixin:
 
         Returns
         -------
-        One table per tested group, stacked: features as index, sorted by ``proba_de`` (change
-        mode) or ``bayes_factor``, with columns ``comparison``, ``group1`` and ``group2``.
+        One table per tested group, stacked: features as index, the largest increase of decoded
+        expression in group 1 (``scale1 - scale2``) first and decreases last, with columns
+        ``comparison``, ``group1`` and ``group2``.
 
         Examples
         --------
@@ -365,7 +366,7 @@ class SCCROSSDifferentialMixin:
                 if all_stats and counts is not None:
                     result.update(_count_statistics(counts, rows1, rows2))
                 table = pd.DataFrame(result, index=pd.Index(features, name=modality))
-                table = _ranked(table, mode)
+                table = _ranked(table, mode, by_probability=detection)
                 if mode == "change":
                     table[f"is_de_fdr_{fdr_target}"] = _expected_false_discovery_mask(
                         table["proba_de"].to_numpy(), fdr_target
@@ -378,11 +379,21 @@ class SCCROSSDifferentialMixin:
         return pd.concat(tables)
 
 
-def _ranked(table: pd.DataFrame, mode: str) -> pd.DataFrame:
-    """Most probable changes first. A well-separated group saturates the probability at 1 for
-    many features (the posterior samples leave no doubt), so ties are broken by the size of the
-    change: the mean absolute log-fold change in change mode, the difference of the group means
-    in vanilla mode. A stable sort keeps the order reproducible."""
+def _ranked(table: pd.DataFrame, mode: str, by_probability: bool) -> pd.DataFrame:
+    """Expression (``by_probability=False``): the largest increase of decoded normalised
+    expression from group 2 to group 1 first, decreases last, as scanpy lists markers. The
+    probability of a change is a poor order for expression: on 3,000 cortex cells it reached 0.99
+    for no gene of most groups, and ordering by it put 3 of scanpy's Wilcoxon top 50 into the
+    L2/3 top 50 (17 for Astro), against 40 (42) by the decoded increase
+    (``docs/concepts.md``, "Differential expression and accessibility").
+
+    Accessibility: most probable changes first. A well-separated group saturates the probability
+    at 1 for many peaks, so ties are broken by the size of the change: the mean absolute change
+    in change mode, the difference of the group means in vanilla mode. Stable sorts keep the
+    order reproducible."""
+    if not by_probability:
+        increase = (table["scale1"] - table["scale2"]).to_numpy()
+        return table.iloc[np.argsort(-increase, kind="stable")]
     if mode == "change":
         keys = pd.DataFrame({"p": table["proba_de"], "size": table["lfc_mean"].abs()})
     else:
