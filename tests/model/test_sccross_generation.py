@@ -141,7 +141,7 @@ def test_sampled_counts_take_the_depth_of_their_source_cell(trained):
 
 
 def test_matmul_into_splits_rows_without_changing_bits():
-    from crossomics.model._sccross_decoding import _matmul_into
+    from crossomics.nn._batch_affine import _matmul_into
 
     generator = torch.Generator().manual_seed(0)
     a = torch.randn(301, 40, generator=generator)

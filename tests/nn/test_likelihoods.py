@@ -5,7 +5,7 @@ import pytest
 import scipy.sparse as sp
 import torch
 
-from crossomics.nn._likelihoods import BatchAffineLikelihood
+from crossomics.nn._batch_affine import BatchAffineLikelihood
 
 
 def _counts(seed=0, n_cells=400, n_features=30):
@@ -88,7 +88,7 @@ def test_normal_head_has_no_detection_probability():
 def test_sparse_nb_log_prob_matches_the_dense_form_and_its_gradients(per_cell_theta):
     """The training loss evaluates count terms on non-zero entries only; values and gradients
     must equal the dense NB log-likelihood (one batch: theta is a (1, features) row)."""
-    from crossomics.nn._likelihoods import nb_log_prob, nb_log_prob_per_cell
+    from crossomics.nn._likelihoods import _nb_log_prob, nb_log_prob_per_cell
 
     generator = torch.Generator().manual_seed(0)
     x = (torch.rand(40, 300, generator=generator) < 0.1) * torch.randint(1, 6, (40, 300), generator=generator)
@@ -97,7 +97,7 @@ def test_sparse_nb_log_prob_matches_the_dense_form_and_its_gradients(per_cell_th
         torch.rand(40 if per_cell_theta else 1, 300, generator=generator, dtype=torch.float64) + 0.3
     ).requires_grad_()
     sparse = nb_log_prob_per_cell(x.double(), mu, theta)
-    dense = nb_log_prob(x.double(), mu, theta).sum(-1)
+    dense = _nb_log_prob(x.double(), mu, theta).sum(-1)
     np.testing.assert_allclose(sparse.detach().numpy(), dense.detach().numpy(), rtol=1e-10)
     for got, want in zip(
         torch.autograd.grad(sparse.sum(), (mu, theta)),

@@ -152,11 +152,11 @@ class SCCROSSGenerationMixin(SCCROSSDecodingMixin):
             if output == "counts":
                 # one draw per sample, in the generator order of earlier versions (chunk, sample)
                 for k in range(n_samples):
-                    self._decode_into(target, z, code, lib, output, generator, block[:, k], precision)
+                    self._decode(target, z, code, lib, output, generator, block[:, k], precision)
             else:
                 # deterministic outputs: decode once, repeat for the other samples
                 first = block[:, 0] if n_samples == 1 else torch.empty((n, n_features), dtype=torch.float32)
-                self._decode_into(target, z, code, lib, output, generator, first, precision)
+                self._decode(target, z, code, lib, output, generator, first, precision)
                 if n_samples > 1:
                     block.copy_(first.unsqueeze(1).expand(-1, n_samples, -1))
             start += n
@@ -282,7 +282,6 @@ class SCCROSSGenerationMixin(SCCROSSDecodingMixin):
         measured = self._measured_cells(source, X)
         values = np.full((n_samples, X.shape[0], len(columns)), np.nan, dtype=np.float32)
         rows = np.flatnonzero(measured)
-        head = self.module.likelihood[modality]
         self.module.eval()
         with torch.inference_mode(), torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
@@ -293,8 +292,7 @@ class SCCROSSGenerationMixin(SCCROSSDecodingMixin):
                 library = torch.full((len(chunk),), float(library_size), device=self.device)
                 for k in range(n_samples):
                     z = self.module.encode(source, x, sample=sample)["z"]
-                    params = self.module.decode(modality, z, batch, library, sample=False)[0]
-                    decoded = head.detection_probability(params) if detection else head.mean(params)
+                    decoded = self._decode(modality, z, batch, library, "detection" if detection else "mean")
                     values[k, chunk] = decoded[:, columns].cpu().numpy()
                 start += len(chunk)
         return values

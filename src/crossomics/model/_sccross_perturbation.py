@@ -270,9 +270,7 @@ class SCCROSSPerturbationMixin(SCCROSSDecodingMixin):
     ) -> np.ndarray:
         z = self.module.encode_with_neighbours(source, x, neighbour_mean)
         library = torch.as_tensor(self._target_library(target, None, len(x)), device=z.device)
-        batch = torch.zeros(len(x), dtype=torch.long, device=z.device)
-        params, _, _ = self.module.decode(target, z, batch, library, sample=False)
-        return self.module.likelihood[target].mean(params).cpu().numpy()
+        return self._decode(target, z, 0, library, "mean").cpu().numpy()
 
 
 def _chunks_by_budget(sizes: np.ndarray, budget: int) -> list[tuple[int, int]]:

@@ -163,12 +163,9 @@ class SCCROSSSimulationMixin(SCCROSSDecodingMixin):
             if observed is None:
                 observed = self.library_sizes_[m]
             library = torch.as_tensor(rng.choice(observed, n_cells).astype(np.float32), device=z.device)
-            batch = torch.zeros(n_cells, dtype=torch.long, device=z.device)
             step = batch_size or 1024
             values = [
-                self._decode_to_output(
-                    m, z[i : i + step], batch[i : i + step], library[i : i + step], output, generator
-                )
+                self._decode(m, z[i : i + step], 0, library[i : i + step], output, generator).cpu().numpy()
                 for i in range(0, n_cells, step)
             ]
             mods[m] = self._generation_output(m, values, output, obs.copy(), {"simulated_group": str(group)})

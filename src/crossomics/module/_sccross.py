@@ -11,6 +11,7 @@ from torch import nn
 
 from crossomics._constants import BATCH_KEY, FEATURES_KEY, PRIOR_KEY, X_KEY
 from crossomics.module._sccross_adversarial import AdversarialTermsMixin
+from crossomics.nn._batch_affine import BatchAffineLikelihood
 from crossomics.nn._layers import (
     Discriminator,
     GaussianEncoder,
@@ -18,7 +19,6 @@ from crossomics.nn._layers import (
     mlp,
     reparameterize,
 )
-from crossomics.nn._likelihoods import BatchAffineLikelihood
 
 
 def _mean_squared_norm(*embeddings: torch.Tensor) -> torch.Tensor:

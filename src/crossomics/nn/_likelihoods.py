@@ -1,28 +1,192 @@
-"""Per-modality data likelihoods with batch-specific scale, bias and dispersion.
+"""The data likelihoods of the decoder heads, one class each, registered by name in ``LIKELIHOODS``.
 
-Every decoder head follows scCross eq. 7 / 35: the MLP output ``h`` is turned into the
-likelihood's location by a batch-specific affine map ``alpha_b * h + beta_b`` (``alpha_b > 0``),
-and the shape parameters (NB dispersion, Normal / log-normal scale, zero-inflation) are also
-batch specific (eq. 33-34).
+A likelihood class owns everything that depends on the distribution: the shape parameters it
+adds to its :class:`~crossomics.nn._batch_affine.BatchAffineLikelihood` head, the head's start
+at the data marginal, decoder outputs -> parameters -> :class:`torch.distributions.Distribution`
+(scvi-tools' negative binomials, torch's Bernoulli and Normal, :class:`ZeroInflatedLogNormal`
+here), the per-cell log-likelihood that training minimises, the mean, the detection probability,
+a seeded sampler and, optionally, the in-place finish of the head's fast decode path.
+Adding a likelihood is one class here plus its test (``docs/contributing.md``).
+
+Every head follows scCross eq. 7 / 35: the location is ``alpha_b * h + beta_b``, and the shape
+parameters (NB dispersion, Normal / log-normal scale, zero-inflation) are batch specific (eq. 33-34).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 import scipy.sparse as sp
+import scvi.distributions
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.distributions import Distribution, constraints
 
-COUNT_LIKELIHOODS = ("nb", "zinb", "bernoulli")
-LIKELIHOODS = ("nb", "zinb", "ziln", "normal", "bernoulli")
+from crossomics._constants import TARGET_SUM
+
 _EPS = 1e-8
+# an in-place finish: (located block of rows, those rows' library sizes) -> None
+InPlaceFinish = Callable[[torch.Tensor, torch.Tensor], None]
 
 
-def nb_log_prob(x: torch.Tensor, mu: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
-    """Negative binomial log-likelihood with mean ``mu`` and inverse dispersion ``theta`` (eq. 6)."""
+def _logit(probability: np.ndarray) -> np.ndarray:
+    return np.log(probability) - np.log1p(-probability)
+
+
+def _log_sigmoids(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``log sigmoid(logits)`` and ``log sigmoid(-logits)``: a structural zero and its complement."""
+    return -F.softplus(-logits), -F.softplus(logits)
+
+
+def _keep_mask(zi_logits: torch.Tensor, generator) -> torch.Tensor:
+    """Entries that escape the structural zero, drawn with probability ``1 - sigmoid(zi_logits)``."""
+    uniform = torch.rand(zi_logits.shape, generator=generator, device=zi_logits.device)
+    return uniform >= torch.sigmoid(zi_logits)
+
+
+class Likelihood:
+    """Base of the likelihood classes; a head holds one and defers every distribution-specific step to it.
+
+    ``params`` dicts map names to ``(cells, features)`` tensors; with one batch the shape
+    parameters are ``(1, features)`` rows that broadcast over cells.
+    """
+
+    counts = False
+    """The data are non-negative counts (input checks and transforms of count data)."""
+    shape_tables: tuple[str, ...] = ()
+    """Its batch-specific parameters besides the head's ``log_alpha`` and ``beta``."""
+    in_place_outputs: frozenset[str] = frozenset()
+    """Outputs that :meth:`in_place_finish` computes (the head's fast decode path)."""
+
+    def add_parameters(self, head: nn.Module, n_hidden: int, n_features: int, n_batches: int) -> None:
+        """Register the shape parameters on ``head`` (after its linear layer, ``log_alpha`` and ``beta``)."""
+
+    def initial_location(self, X, nonzero: np.ndarray) -> np.ndarray:
+        """The per-feature location of the data marginal, where the head's output bias starts."""
+        raise NotImplementedError
+
+    def initialize(self, head: nn.Module, X, nonzero: np.ndarray) -> None:
+        """Start ``head`` at the marginal of ``X`` (cells x features; ``nonzero`` counts per feature)."""
+        location = self.initial_location(X, nonzero)
+        head.linear.bias.copy_(torch.as_tensor(location, dtype=head.linear.bias.dtype))
+
+    def params(self, head, location, hidden, per_cell, library) -> dict[str, torch.Tensor]:
+        """Parameters from the located outputs; ``per_cell`` maps a batch table to the cells' rows."""
+        raise NotImplementedError
+
+    def distribution(self, p: dict) -> Distribution:
+        raise NotImplementedError
+
+    def log_prob(self, x: torch.Tensor, p: dict) -> torch.Tensor:
+        """Per-cell log-likelihood summed over features (the training loss)."""
+        return self.distribution(p).log_prob(x).sum(-1)
+
+    def mean(self, p: dict, library: float | None = None) -> torch.Tensor:
+        """Expected value; count likelihoods take ``library`` as the total count instead of ``p``'s."""
+        return self.distribution(p).mean
+
+    def normalized(self, p: dict) -> torch.Tensor:
+        """The ``output="normalized"`` value: the mean unless the likelihood has a composition."""
+        return self.mean(p)
+
+    def detection_probability(self, p: dict) -> torch.Tensor:
+        """``P(x > 0)``, the score to rank entries by for a binary read-out (accessible or not)."""
+        raise ValueError(f"a {type(self).__name__} has no zeros to detect; use output='mean'")
+
+    def sample(self, p: dict, generator: torch.Generator | None = None) -> torch.Tensor:
+        """One draw per entry, made on ``generator``'s device (the CPU without one) and moved to ``p``'s.
+
+        Draws on the generator's device make a CPU seed give the same cells whether the model
+        runs on a CPU or a GPU. torch's Gamma sampler takes no generator, so the draw runs on a
+        forked global state seeded from ``generator``: the same seed gives the same draws and
+        the caller's random state is left alone.
+        """
+        device = torch.device("cpu") if generator is None else generator.device
+        home = next(iter(p.values())).device
+        if home.type != device.type:
+            return self.sample({k: v.detach().to(device) for k, v in p.items()}, generator).to(home)
+        if generator is None:
+            return self.draw(p, None)
+        with torch.random.fork_rng(devices=[] if device.type == "cpu" else [device], device_type=device.type):
+            torch.manual_seed(int(torch.randint(2**31 - 1, (1,), generator=generator, device=device)))
+            return self.draw(p, generator)
+
+    def draw(self, p: dict, generator: torch.Generator | None) -> torch.Tensor:
+        """The draws of :meth:`sample`, on the parameters' device."""
+        raise NotImplementedError
+
+    def in_place_finish(self, head: nn.Module, code: int, output: str) -> InPlaceFinish:
+        """For one batch ``code``, a function that turns located rows into ``output`` in place."""
+        raise NotImplementedError
+
+
+class NegativeBinomialLikelihood(Likelihood):
+    """Counts: a softmax composition scaled by the cell's total, with a batch-specific dispersion (eq. 6)."""
+
+    counts = True
+    shape_tables = ("log_theta",)
+    in_place_outputs = frozenset({"mean", "normalized", "detection"})
+
+    def add_parameters(self, head, n_hidden, n_features, n_batches):
+        head.log_theta = nn.Parameter(torch.full((n_batches, n_features), 1.0))
+
+    def initial_location(self, X, nonzero):
+        # the log of each feature's share of all counts: the composition of an average cell
+        totals = np.asarray(X.sum(0), dtype=np.float64).ravel()
+        return np.log((totals + 1.0) / (totals.sum() + X.shape[1]))
+
+    def params(self, head, location, hidden, per_cell, library):
+        composition = torch.softmax(location, dim=-1)
+        return {
+            "composition": composition,
+            "mu": composition * library.view(-1, 1),
+            "theta": per_cell(torch.exp(head.log_theta)),
+        }
+
+    def distribution(self, p):
+        return scvi.distributions.NegativeBinomial(mu=p["mu"], theta=p["theta"])
+
+    def log_prob(self, x, p):
+        return nb_log_prob_per_cell(x, p["mu"], p["theta"])
+
+    def mean(self, p, library=None):
+        return p["mu"] if library is None else p["composition"] * library
+
+    def normalized(self, p):
+        return torch.log1p(p["composition"] * TARGET_SUM)
+
+    def detection_probability(self, p):
+        # 1 - (theta / (theta + mu))^theta
+        theta = p["theta"]
+        return -torch.expm1(-theta * torch.log1p(p["mu"] / theta))
+
+    def draw(self, p, generator):
+        # the Gamma-Poisson mixture
+        rate = torch.distributions.Gamma(p["theta"], p["theta"] / (p["mu"] + _EPS)).sample()
+        return torch.poisson(rate, generator=generator)
+
+    def in_place_finish(self, head, code, output):
+        theta = torch.exp(head.log_theta)[code] if output == "detection" else None
+
+        def finish(block: torch.Tensor, library: torch.Tensor) -> None:
+            torch.softmax(block, dim=-1, out=block)  # row-wise, element by element: in place is safe
+            if output != "normalized":
+                block.mul_(library.view(-1, 1))
+            if output == "detection":
+                # P(x > 0) = 1 - (1 + mu / theta)^(-theta), in place
+                block.div_(theta).log1p_().mul_(-theta).expm1_().neg_()
+            elif output == "normalized":
+                block.mul_(TARGET_SUM).log1p_()
+
+        return finish
+
+
+def _nb_log_prob(x: torch.Tensor, mu: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+    """The NB log-likelihood of each entry (eq. 6), as scvi-tools' ``NegativeBinomial.log_prob``
+    computes it, on parameters left unbroadcast."""
     log_theta_mu = torch.log(theta + mu + _EPS)
     return (
         theta * (torch.log(theta + _EPS) - log_theta_mu)
@@ -34,13 +198,13 @@ def nb_log_prob(x: torch.Tensor, mu: torch.Tensor, theta: torch.Tensor) -> torch
 
 
 def nb_log_prob_per_cell(x: torch.Tensor, mu: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
-    """:func:`nb_log_prob` summed over features, touching only the non-zero counts elementwise.
+    """The NB log-likelihood summed over features, touching only the non-zero counts elementwise.
 
-    For ``x = 0`` the NB log-likelihood reduces to ``theta * (log theta - log(theta + mu))``,
-    so that term is the only dense one; the count-dependent terms (the ``x * log`` ratio and
-    the three log-gamma functions) are evaluated on the non-zero entries alone. ATAC counts are
-    almost all zeros, and the dense ``lgamma`` calls dominated the training step of a wide ATAC
-    modality (measured in ``docs/concepts.md``, "Training speed").
+    For ``x = 0`` it reduces to ``theta * (log theta - log(theta + mu))``, so that term is the
+    only dense one; the count-dependent terms (the ``x * log`` ratio and the three log-gamma
+    functions) are evaluated on the non-zero entries alone. ATAC counts are almost all zeros,
+    and the dense ``lgamma`` calls dominated the training step of a wide ATAC modality
+    (measured in ``docs/concepts.md``, "Training speed").
     """
     log_theta_mu = torch.log(theta + mu + _EPS)
     # theta log theta depends on the batch only: summed before broadcasting over cells
@@ -62,225 +226,196 @@ def nb_log_prob_per_cell(x: torch.Tensor, mu: torch.Tensor, theta: torch.Tensor)
     return per_cell.index_add(0, rows, count_terms)
 
 
-def zinb_log_prob(x, mu, theta, zi_logits) -> torch.Tensor:
-    """Zero-inflated NB log-likelihood; ``zi_logits`` are the logits of the structural zero."""
-    nb = nb_log_prob(x, mu, theta)
-    log_pi = -F.softplus(-zi_logits)  # log sigmoid
-    log_not_pi = -F.softplus(zi_logits)
-    nb_zero = theta * (torch.log(theta + _EPS) - torch.log(theta + mu + _EPS))
-    is_zero = (x < 0.5).float()
-    zero_case = torch.logaddexp(log_pi, log_not_pi + nb_zero)
-    return is_zero * zero_case + (1 - is_zero) * (log_not_pi + nb)
+class ZeroInflatedNegativeBinomialLikelihood(NegativeBinomialLikelihood):
+    """The negative binomial with a structural zero whose logits come from the hidden units."""
 
+    # the zero inflation comes from a second linear layer: the fast path decodes only the first
+    in_place_outputs = frozenset()
 
-def ziln_log_prob(x, loc, scale, zi_logits) -> torch.Tensor:
-    """Zero-inflated log-normal log-likelihood (eq. 32)."""
-    is_zero = (x <= 0).float()
-    log_pi = -F.softplus(-zi_logits)
-    log_not_pi = -F.softplus(zi_logits)
-    safe_x = torch.where(x > 0, x, torch.ones_like(x))
-    log_x = torch.log(safe_x)
-    lognormal = -log_x - torch.log(scale) - 0.5 * math.log(2 * math.pi) - 0.5 * ((log_x - loc) / scale) ** 2
-    return is_zero * log_pi + (1 - is_zero) * (log_not_pi + lognormal)
+    def add_parameters(self, head, n_hidden, n_features, n_batches):
+        super().add_parameters(head, n_hidden, n_features, n_batches)
+        head.zi_linear = nn.Linear(n_hidden, n_features)
 
+    def params(self, head, location, hidden, per_cell, library):
+        return {
+            **super().params(head, location, hidden, per_cell, library),
+            "zi_logits": head.zi_linear(hidden),
+        }
 
-def normal_log_prob(x, loc, scale) -> torch.Tensor:
-    return -torch.log(scale) - 0.5 * math.log(2 * math.pi) - 0.5 * ((x - loc) / scale) ** 2
-
-
-def _logit(probability: np.ndarray) -> np.ndarray:
-    return np.log(probability) - np.log1p(-probability)
-
-
-class BatchAffineLikelihood(nn.Module):
-    """Decoder output head: batch-specific affine map plus the likelihood's parameters.
-
-    Parameters
-    ----------
-    n_hidden
-        Width of the decoder MLP's last hidden layer.
-    n_features
-        Number of features of the modality (the original feature space).
-    n_batches
-        Number of batches of this modality (1 when no batch key was given).
-    likelihood
-        One of ``"nb"``, ``"zinb"``, ``"ziln"``, ``"normal"``, ``"bernoulli"``.
-    """
-
-    def __init__(self, n_hidden: int, n_features: int, n_batches: int, likelihood: str):
-        super().__init__()
-        if likelihood not in LIKELIHOODS:
-            raise ValueError(f"unknown likelihood {likelihood!r}; choose one of {list(LIKELIHOODS)}")
-        self.likelihood = likelihood
-        self.linear = nn.Linear(n_hidden, n_features)
-        self.log_alpha = nn.Parameter(torch.zeros(n_batches, n_features))
-        self.beta = nn.Parameter(torch.zeros(n_batches, n_features))
-        if likelihood in ("nb", "zinb"):
-            self.log_theta = nn.Parameter(torch.full((n_batches, n_features), 1.0))
-        if likelihood in ("ziln", "normal"):
-            self.log_scale = nn.Parameter(torch.zeros(n_batches, n_features))
-        if likelihood in ("zinb", "ziln"):
-            self.zi_linear = nn.Linear(n_hidden, n_features)
-
-    @torch.no_grad()
-    def initialize_from_data(self, X) -> None:
-        """Start the location at the data's per-feature marginal (before any training).
-
-        ``X`` is the (cells x features) training matrix, dense or scipy sparse. The output
-        bias becomes the log of each feature's share of all counts (NB, ZINB: the softmax
-        composition of an average cell), the logit of its detection rate (Bernoulli), its
-        mean (Normal) or the mean log of its non-zero values (ZILN, whose zero-inflation
-        bias starts at the logit of the feature's zero fraction: only that part makes zeros).
-        Pseudo-counts keep absent features finite.
-
-        Why: from the default near-uniform start, the softmax of an NB head overshoots the
-        few features that hold most counts. The NB gradient of a feature whose mean exceeds
-        its dispersion is bounded by ``theta``, so the excess drains slowly: on the mouse
-        cortex Malat1 still held more of the decoded RNA than of the real counts after 20
-        epochs (measured in ``docs/concepts.md``, "Where crossomics had to choose"). Decoded
-        cells then had too few detected genes, and their sampled counts were classified as
-        the wrong cell type.
-        """
-        X = sp.csr_matrix(X) if sp.issparse(X) else np.asarray(X)
-        n_cells, n_features = X.shape
-        nonzero = np.asarray((X != 0).sum(0), dtype=np.float64).ravel()
-        if self.likelihood in ("nb", "zinb"):
-            totals = np.asarray(X.sum(0), dtype=np.float64).ravel()
-            location = np.log((totals + 1.0) / (totals.sum() + n_features))
-        elif self.likelihood == "bernoulli":
-            location = _logit((nonzero + 0.5) / (n_cells + 1.0))
-        elif self.likelihood == "normal":
-            location = np.asarray(X.mean(0), dtype=np.float64).ravel()
-        else:  # ziln: mean log of the non-zero values
-            if sp.issparse(X):
-                logs = X.astype(np.float64)  # a copy
-                logs.data = np.log(np.maximum(logs.data, 1e-8))
-                sums = np.asarray(logs.sum(0)).ravel()
-            else:
-                sums = np.where(X > 0, np.log(np.where(X > 0, X, 1.0)), 0.0).sum(0)
-            location = sums / np.maximum(nonzero, 1.0)
-        self.linear.bias.copy_(torch.as_tensor(location, dtype=self.linear.bias.dtype))
-        if self.likelihood == "ziln":
-            zero = (n_cells - nonzero + 0.5) / (n_cells + 1.0)
-            self.zi_linear.bias.copy_(torch.as_tensor(_logit(zero), dtype=self.zi_linear.bias.dtype))
-
-    def batch_tables(self) -> dict[str, nn.Parameter]:
-        """The batch-specific parameters, each of shape ``(n_batches, n_features)``."""
-        names = ("log_alpha", "beta", "log_theta", "log_scale")
-        return {name: getattr(self, name) for name in names if hasattr(self, name)}
-
-    @torch.no_grad()
-    def add_batches(self, n_new: int) -> None:
-        """Append ``n_new`` batches (reference mapping), each starting at the mean of the known ones."""
-        for name, table in self.batch_tables().items():
-            new_rows = table.mean(0, keepdim=True).expand(n_new, -1)
-            setattr(self, name, nn.Parameter(torch.cat([table, new_rows])))
-
-    def params(self, hidden: torch.Tensor, batch: torch.Tensor, library: torch.Tensor) -> dict:
-        """Likelihood parameters for cells with decoder activations ``hidden``.
-
-        ``batch`` is a long tensor of batch codes, ``library`` the per-cell total counts used to
-        scale the softmax composition (count likelihoods only). With a single batch the shape
-        parameters (``theta``, ``scale``) are ``(1, n_features)`` rows that broadcast over cells.
-        """
-        n_batches = self.log_alpha.shape[0]
-        if n_batches == 1:
-            # one batch: the (1, n_features) rows broadcast, no (cells x features) products needed
-            def per_cell(table):
-                return table
-        else:
-            # a one-hot product instead of row indexing: its backward is a matmul, not a slow scatter
-            onehot = F.one_hot(batch.view(-1), n_batches).to(hidden.dtype)
-
-            def per_cell(table):
-                return onehot @ table
-
-        location = torch.addcmul(
-            per_cell(self.beta), per_cell(torch.exp(self.log_alpha)), self.linear(hidden)
+    def distribution(self, p):
+        return scvi.distributions.ZeroInflatedNegativeBinomial(
+            mu=p["mu"], theta=p["theta"], zi_logits=p["zi_logits"]
         )
-        out: dict[str, torch.Tensor] = {}
-        if self.likelihood in ("nb", "zinb"):
-            out["composition"] = torch.softmax(location, dim=-1)
-            out["mu"] = out["composition"] * library.view(-1, 1)
-            out["theta"] = per_cell(torch.exp(self.log_theta))
-        elif self.likelihood == "bernoulli":
-            out["logits"] = location
-        else:
-            out["loc"] = location
-            out["scale"] = per_cell(F.softplus(self.log_scale)) + 1e-4
-        if self.likelihood in ("zinb", "ziln"):
-            out["zi_logits"] = self.zi_linear(hidden)
-        return out
 
-    def log_prob(self, x: torch.Tensor, p: dict) -> torch.Tensor:
-        """Per-cell log-likelihood summed over features."""
-        if self.likelihood == "nb":
-            return nb_log_prob_per_cell(x, p["mu"], p["theta"])
-        if self.likelihood == "zinb":
-            lp = zinb_log_prob(x, p["mu"], p["theta"], p["zi_logits"])
-        elif self.likelihood == "bernoulli":
-            lp = -F.binary_cross_entropy_with_logits(p["logits"], (x > 0).float(), reduction="none")
-        elif self.likelihood == "ziln":
-            lp = ziln_log_prob(x, p["loc"], p["scale"], p["zi_logits"])
-        else:
-            lp = normal_log_prob(x, p["loc"], p["scale"])
-        return lp.sum(-1)
+    def log_prob(self, x, p):
+        # dense, with a (1, features) theta left unbroadcast: scvi's distribution expands it,
+        # which sums its gradient in another order (its values agree to 1e-6, tested)
+        mu, theta = p["mu"], p["theta"]
+        nb = _nb_log_prob(x, mu, theta)
+        log_pi, log_not_pi = _log_sigmoids(p["zi_logits"])
+        nb_zero = theta * (torch.log(theta + _EPS) - torch.log(theta + mu + _EPS))
+        is_zero = (x < 0.5).float()
+        zero_case = torch.logaddexp(log_pi, log_not_pi + nb_zero)
+        return (is_zero * zero_case + (1 - is_zero) * (log_not_pi + nb)).sum(-1)
 
-    def mean(self, p: dict, library: float | None = None) -> torch.Tensor:
-        """Expected value of the data under the likelihood; with ``library``, count likelihoods
-        give it at that total count instead of the one ``p`` was made for."""
-        if self.likelihood in ("nb", "zinb"):
-            mu = p["mu"] if library is None else p["composition"] * library
-            return mu if self.likelihood == "nb" else mu * torch.sigmoid(-p["zi_logits"])
-        if self.likelihood == "bernoulli":
-            return torch.sigmoid(p["logits"])
-        if self.likelihood == "ziln":
-            return torch.sigmoid(-p["zi_logits"]) * torch.exp(p["loc"] + 0.5 * p["scale"] ** 2)
+    def mean(self, p, library=None):
+        return super().mean(p, library) * torch.sigmoid(-p["zi_logits"])
+
+    def detection_probability(self, p):
+        return super().detection_probability(p) * torch.sigmoid(-p["zi_logits"])
+
+    def draw(self, p, generator):
+        return super().draw(p, generator) * _keep_mask(p["zi_logits"], generator)
+
+
+class BernoulliLikelihood(Likelihood):
+    """Binary detection (``x > 0``) with logits ``alpha_b * h + beta_b``."""
+
+    counts = True
+    in_place_outputs = frozenset({"mean", "normalized", "detection"})
+
+    def initial_location(self, X, nonzero):
+        return _logit((nonzero + 0.5) / (X.shape[0] + 1.0))
+
+    def params(self, head, location, hidden, per_cell, library):
+        return {"logits": location}
+
+    def distribution(self, p):
+        return torch.distributions.Bernoulli(logits=p["logits"], validate_args=False)
+
+    def log_prob(self, x, p):
+        return self.distribution(p).log_prob((x > 0).float()).sum(-1)
+
+    def mean(self, p, library=None):
+        return torch.sigmoid(p["logits"])
+
+    def detection_probability(self, p):
+        return self.mean(p)
+
+    def draw(self, p, generator):
+        return torch.bernoulli(torch.sigmoid(p["logits"]), generator=generator)
+
+    def in_place_finish(self, head, code, output):
+        # the mean, "normalized" and "detection" outputs of a Bernoulli head are all probabilities
+        def finish(block: torch.Tensor, library: torch.Tensor) -> None:
+            torch.sigmoid(block, out=block)
+
+        return finish
+
+
+class _LocationScaleLikelihood(Likelihood):
+    """Continuous values drawn around the location ``alpha_b * h + beta_b`` with a batch-specific scale."""
+
+    shape_tables = ("log_scale",)
+
+    def add_parameters(self, head, n_hidden, n_features, n_batches):
+        head.log_scale = nn.Parameter(torch.zeros(n_batches, n_features))
+
+    def params(self, head, location, hidden, per_cell, library):
+        return {"loc": location, "scale": per_cell(F.softplus(head.log_scale)) + 1e-4}
+
+    def draw(self, p, generator):
+        noise = torch.randn(p["loc"].shape, generator=generator, device=p["loc"].device)
+        return p["loc"] + p["scale"] * noise
+
+
+class NormalLikelihood(_LocationScaleLikelihood):
+    """Continuous values of any sign (log-normalised, TF-IDF or z-scored data)."""
+
+    def initial_location(self, X, nonzero):
+        return np.asarray(X.mean(0), dtype=np.float64).ravel()
+
+    def distribution(self, p):
+        return torch.distributions.Normal(p["loc"], p["scale"], validate_args=False)
+
+    def log_prob(self, x, p):
+        # written out with a (1, features) scale left unbroadcast: torch's Normal expands it and
+        # orders its terms differently (its values agree to 1e-6, tested)
+        loc, scale = p["loc"], p["scale"]
+        return (-torch.log(scale) - 0.5 * math.log(2 * math.pi) - 0.5 * ((x - loc) / scale) ** 2).sum(-1)
+
+    def mean(self, p, library=None):
         return p["loc"]
 
-    def detection_probability(self, p: dict) -> torch.Tensor:
-        """Probability that an entry is non-zero, ``P(x > 0)``.
 
-        NB: ``1 - (theta / (theta + mu))^theta``; ZINB multiplies it by ``1 - pi``; Bernoulli:
-        the probability itself; ZILN: ``1 - pi``. For a binary read-out of counts (accessible
-        or not) this, not the expected count, is the score to rank entries by: two features
-        with the same mean but different dispersion are detected at different rates.
-        """
-        if self.likelihood in ("nb", "zinb"):
-            theta = p["theta"]
-            detected = -torch.expm1(-theta * torch.log1p(p["mu"] / theta))
-            if self.likelihood == "zinb":
-                detected = detected * torch.sigmoid(-p["zi_logits"])
-            return detected
-        if self.likelihood == "bernoulli":
-            return torch.sigmoid(p["logits"])
-        if self.likelihood == "ziln":
-            return torch.sigmoid(-p["zi_logits"]).expand_as(p["loc"])
-        raise ValueError("a normal likelihood has no zeros to detect; use output='mean'")
+class ZeroInflatedLogNormalLikelihood(_LocationScaleLikelihood):
+    """Non-negative continuous values: a log-normal with a structural zero (eq. 32)."""
 
-    def sample(self, p: dict, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Draw one observation per entry (used for ``output="counts"``).
+    def add_parameters(self, head, n_hidden, n_features, n_batches):
+        super().add_parameters(head, n_hidden, n_features, n_batches)
+        head.zi_linear = nn.Linear(n_hidden, n_features)
 
-        Draws are made on the CPU and moved to the parameters' device: the seeded
-        ``generator`` is a CPU generator, and CPU draws make a seed give the same cells whether
-        the model runs on a CPU or a GPU.
-        """
-        device = next(iter(p.values())).device
-        if device.type != "cpu":
-            return self.sample({k: v.detach().cpu() for k, v in p.items()}, generator).to(device)
-        if self.likelihood in ("nb", "zinb"):
-            # Gamma-Poisson mixture; torch's Gamma has no generator argument, so seed globally upstream
-            rate = torch.distributions.Gamma(p["theta"], p["theta"] / (p["mu"] + _EPS)).sample()
-            counts = torch.poisson(rate, generator=generator)
-            if self.likelihood == "zinb":
-                keep = torch.rand(counts.shape, generator=generator) >= torch.sigmoid(p["zi_logits"])
-                counts = counts * keep
-            return counts
-        if self.likelihood == "bernoulli":
-            return torch.bernoulli(torch.sigmoid(p["logits"]), generator=generator)
-        noise = torch.randn(p["loc"].shape, generator=generator)
-        values = p["loc"] + p["scale"] * noise
-        if self.likelihood == "ziln":
-            keep = torch.rand(values.shape, generator=generator) >= torch.sigmoid(p["zi_logits"])
-            return torch.exp(values) * keep
-        return values
+    def initial_location(self, X, nonzero):
+        # the mean log of the non-zero values
+        if sp.issparse(X):
+            logs = X.astype(np.float64)  # a copy
+            logs.data = np.log(np.maximum(logs.data, 1e-8))
+            sums = np.asarray(logs.sum(0)).ravel()
+        else:
+            sums = np.where(X > 0, np.log(np.where(X > 0, X, 1.0)), 0.0).sum(0)
+        return sums / np.maximum(nonzero, 1.0)
+
+    def initialize(self, head, X, nonzero):
+        super().initialize(head, X, nonzero)
+        # only the zero inflation makes zeros, so it starts at each feature's zero fraction
+        zero = (X.shape[0] - nonzero + 0.5) / (X.shape[0] + 1.0)
+        head.zi_linear.bias.copy_(torch.as_tensor(_logit(zero), dtype=head.zi_linear.bias.dtype))
+
+    def params(self, head, location, hidden, per_cell, library):
+        return {
+            **super().params(head, location, hidden, per_cell, library),
+            "zi_logits": head.zi_linear(hidden),
+        }
+
+    def distribution(self, p):
+        return ZeroInflatedLogNormal(p["loc"], p["scale"], p["zi_logits"])
+
+    def detection_probability(self, p):
+        return torch.sigmoid(-p["zi_logits"]).expand_as(p["loc"])
+
+    def draw(self, p, generator):
+        values = super().draw(p, generator)
+        return torch.exp(values) * _keep_mask(p["zi_logits"], generator)
+
+
+class ZeroInflatedLogNormal(Distribution):
+    """Zero with probability ``sigmoid(zi_logits)``, else ``exp(N(loc, scale^2))``.
+
+    The parameters are kept as given (a ``(1, features)`` scale is not expanded to the cells), so
+    gradients are summed as in the models trained before this class.
+    """
+
+    arg_constraints = {"loc": constraints.real, "scale": constraints.positive, "zi_logits": constraints.real}
+    support = constraints.greater_than_eq(0.0)
+
+    def __init__(self, loc: torch.Tensor, scale: torch.Tensor, zi_logits: torch.Tensor, validate_args=False):
+        self.loc, self.scale, self.zi_logits = loc, scale, zi_logits
+        shape = torch.broadcast_shapes(loc.shape, scale.shape, zi_logits.shape)
+        super().__init__(batch_shape=shape, validate_args=validate_args)
+
+    @property
+    def mean(self) -> torch.Tensor:
+        return torch.sigmoid(-self.zi_logits) * torch.exp(self.loc + 0.5 * self.scale**2)
+
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        is_zero = (value <= 0).float()
+        log_pi, log_not_pi = _log_sigmoids(self.zi_logits)
+        log_value = torch.log(torch.where(value > 0, value, torch.ones_like(value)))
+        lognormal = (
+            -log_value
+            - torch.log(self.scale)
+            - 0.5 * math.log(2 * math.pi)
+            - 0.5 * ((log_value - self.loc) / self.scale) ** 2
+        )
+        return is_zero * log_pi + (1 - is_zero) * (log_not_pi + lognormal)
+
+
+LIKELIHOODS: dict[str, type[Likelihood]] = {
+    "nb": NegativeBinomialLikelihood,
+    "zinb": ZeroInflatedNegativeBinomialLikelihood,
+    "ziln": ZeroInflatedLogNormalLikelihood,
+    "normal": NormalLikelihood,
+    "bernoulli": BernoulliLikelihood,
+}
+"""Likelihood classes by the name ``SCCROSS.setup_mudata(likelihoods=...)`` takes."""
+COUNT_LIKELIHOODS = tuple(name for name, likelihood in LIKELIHOODS.items() if likelihood.counts)
