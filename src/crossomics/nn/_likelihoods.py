@@ -284,7 +284,7 @@ class BernoulliLikelihood(Likelihood):
         return torch.distributions.Bernoulli(logits=p["logits"], validate_args=False)
 
     def log_prob(self, x, p):
-        return self.distribution(p).log_prob((x > 0).float()).sum(-1)
+        return self.distribution(p).log_prob((x > 0).to(p["logits"].dtype)).sum(-1)
 
     def mean(self, p, library=None):
         return torch.sigmoid(p["logits"])
