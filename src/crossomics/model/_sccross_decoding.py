@@ -17,6 +17,7 @@ import torch
 from anndata import AnnData
 
 from crossomics.model._sccross_data import SCCROSSDataMixin
+from crossomics.nn._likelihoods import LIKELIHOODS
 
 _OUTPUTS = ("counts", "normalized", "mean", "detection")
 
@@ -66,8 +67,8 @@ class SCCROSSDecodingMixin(SCCROSSDataMixin):
 
         ``batch`` is one batch code of ``target`` for all cells, or a long tensor of codes;
         ``library`` holds the cells' total counts; ``generator`` seeds ``output="counts"``.
-        With a float32 CPU tensor ``out`` and one batch code, the outputs the head computes in
-        place are decoded straight into ``out`` (see
+        With ``out`` and one batch code, the outputs the head computes in place are decoded
+        straight into ``out`` (see
         :meth:`~crossomics.nn._batch_affine.BatchAffineLikelihood.decode_into`, which the
         ``precision`` applies to); the others go through the likelihood's parameters and are
         copied there. Returns ``out`` when given.
@@ -109,10 +110,10 @@ class SCCROSSDecodingMixin(SCCROSSDataMixin):
         if output not in _OUTPUTS:
             raise ValueError(f"output={output!r}; choose one of {list(_OUTPUTS)}")
         for m in modalities:
-            if output == "detection" and self.likelihoods_[m] == "normal":
+            if output == "detection" and not LIKELIHOODS[self.likelihoods_[m]].has_zeros:
                 raise ValueError(
                     f"output='detection' needs a count, binary or zero-inflated likelihood; modality {m!r} "
-                    "has a normal likelihood (use output='mean')"
+                    f"has a {self.likelihoods_[m]} likelihood (use output='mean')"
                 )
 
     def _target_batch(self, target: str, batch: str | None) -> int:

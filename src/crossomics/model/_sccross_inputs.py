@@ -105,7 +105,7 @@ def fit_projection(kind: str, likelihood: str, X, n_components: int, seed: int):
     """Fit the modality's projection: LSI for ATAC counts, PCA of log-normalised counts for
     other count data, PCA of standardised values for continuous data."""
     n_components = int(min(n_components, X.shape[1] - 1, X.shape[0] - 1))
-    if likelihood in COUNT_LIKELIHOODS or likelihood == "nb":
+    if likelihood in COUNT_LIKELIHOODS:
         if kind == ATAC:
             return pp.fit_lsi(X, n_components=n_components, random_state=seed).module()
         return pp.fit_pca(X, n_components=n_components, random_state=seed).module()

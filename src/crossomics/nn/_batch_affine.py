@@ -45,7 +45,6 @@ class BatchAffineLikelihood(nn.Module):
         super().__init__()
         if likelihood not in LIKELIHOODS:
             raise ValueError(f"unknown likelihood {likelihood!r}; choose one of {list(LIKELIHOODS)}")
-        self.likelihood = likelihood
         self.family = LIKELIHOODS[likelihood]()
         self.linear = nn.Linear(n_hidden, n_features)
         self.log_alpha = nn.Parameter(torch.zeros(n_batches, n_features))

@@ -56,6 +56,8 @@ class Likelihood:
 
     counts = False
     """The data are non-negative counts (input checks and transforms of count data)."""
+    has_zeros = False
+    """It puts mass on zero, so :meth:`detection_probability` is defined (``output="detection"``)."""
     shape_tables: tuple[str, ...] = ()
     """Its batch-specific parameters besides the head's ``log_alpha`` and ``beta``."""
     in_place_outputs: frozenset[str] = frozenset()
@@ -78,6 +80,7 @@ class Likelihood:
         raise NotImplementedError
 
     def distribution(self, p: dict) -> Distribution:
+        """The likelihood of each entry as a :class:`torch.distributions.Distribution`."""
         raise NotImplementedError
 
     def log_prob(self, x: torch.Tensor, p: dict) -> torch.Tensor:
@@ -123,10 +126,53 @@ class Likelihood:
         raise NotImplementedError
 
 
+def _nb_log_prob(x: torch.Tensor, mu: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+    """The NB log-likelihood of each entry (eq. 6), as scvi-tools' ``NegativeBinomial.log_prob``
+    computes it, on parameters left unbroadcast."""
+    log_theta_mu = torch.log(theta + mu + _EPS)
+    return (
+        theta * (torch.log(theta + _EPS) - log_theta_mu)
+        + x * (torch.log(mu + _EPS) - log_theta_mu)
+        + torch.lgamma(x + theta)
+        - torch.lgamma(theta)
+        - torch.lgamma(x + 1)
+    )
+
+
+def nb_log_prob_per_cell(x: torch.Tensor, mu: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+    """The NB log-likelihood summed over features, touching only the non-zero counts elementwise.
+
+    For ``x = 0`` it reduces to ``theta * (log theta - log(theta + mu))``, so that term is the
+    only dense one; the count-dependent terms (the ``x * log`` ratio and the three log-gamma
+    functions) are evaluated on the non-zero entries alone. ATAC counts are almost all zeros,
+    and the dense ``lgamma`` calls dominated the training step of a wide ATAC modality
+    (measured in ``docs/concepts.md``, "Training speed").
+    """
+    log_theta_mu = torch.log(theta + mu + _EPS)
+    # theta log theta depends on the batch only: summed before broadcasting over cells
+    theta_log_theta_mu = log_theta_mu @ theta[0] if theta.shape[0] == 1 else (theta * log_theta_mu).sum(-1)
+    per_cell = (theta * torch.log(theta + _EPS)).sum(-1) - theta_log_theta_mu
+    rows, cols = torch.nonzero(x, as_tuple=True)
+    # a (1, features) theta is gathered by column: gathering its expanded view made autograd
+    # zero-fill a cells x features gradient (12 ms per 256 x 25,734 step)
+    theta_nz = theta[0, cols] if theta.shape[0] == 1 else theta[rows, cols]
+    counts, mu_nz = x[rows, cols], mu[rows, cols]
+    count_terms = (
+        # log(theta + mu) recomputed from the gathered entries: a second gather from the dense
+        # tensor would cost another zero-filled cells x features gradient
+        counts * (torch.log(mu_nz + _EPS) - torch.log(theta_nz + mu_nz + _EPS))
+        + torch.lgamma(counts + theta_nz)
+        - torch.lgamma(theta_nz)
+        - torch.lgamma(counts + 1)
+    )
+    return per_cell.index_add(0, rows, count_terms)
+
+
 class NegativeBinomialLikelihood(Likelihood):
     """Counts: a softmax composition scaled by the cell's total, with a batch-specific dispersion (eq. 6)."""
 
     counts = True
+    has_zeros = True
     shape_tables = ("log_theta",)
     in_place_outputs = frozenset({"mean", "normalized", "detection"})
 
@@ -184,48 +230,6 @@ class NegativeBinomialLikelihood(Likelihood):
         return finish
 
 
-def _nb_log_prob(x: torch.Tensor, mu: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
-    """The NB log-likelihood of each entry (eq. 6), as scvi-tools' ``NegativeBinomial.log_prob``
-    computes it, on parameters left unbroadcast."""
-    log_theta_mu = torch.log(theta + mu + _EPS)
-    return (
-        theta * (torch.log(theta + _EPS) - log_theta_mu)
-        + x * (torch.log(mu + _EPS) - log_theta_mu)
-        + torch.lgamma(x + theta)
-        - torch.lgamma(theta)
-        - torch.lgamma(x + 1)
-    )
-
-
-def nb_log_prob_per_cell(x: torch.Tensor, mu: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
-    """The NB log-likelihood summed over features, touching only the non-zero counts elementwise.
-
-    For ``x = 0`` it reduces to ``theta * (log theta - log(theta + mu))``, so that term is the
-    only dense one; the count-dependent terms (the ``x * log`` ratio and the three log-gamma
-    functions) are evaluated on the non-zero entries alone. ATAC counts are almost all zeros,
-    and the dense ``lgamma`` calls dominated the training step of a wide ATAC modality
-    (measured in ``docs/concepts.md``, "Training speed").
-    """
-    log_theta_mu = torch.log(theta + mu + _EPS)
-    # theta log theta depends on the batch only: summed before broadcasting over cells
-    theta_log_theta_mu = log_theta_mu @ theta[0] if theta.shape[0] == 1 else (theta * log_theta_mu).sum(-1)
-    per_cell = (theta * torch.log(theta + _EPS)).sum(-1) - theta_log_theta_mu
-    rows, cols = torch.nonzero(x, as_tuple=True)
-    # a (1, features) theta is gathered by column: gathering its expanded view made autograd
-    # zero-fill a cells x features gradient (12 ms per 256 x 25,734 step)
-    theta_nz = theta[0, cols] if theta.shape[0] == 1 else theta[rows, cols]
-    counts, mu_nz = x[rows, cols], mu[rows, cols]
-    count_terms = (
-        # log(theta + mu) recomputed from the gathered entries: a second gather from the dense
-        # tensor would cost another zero-filled cells x features gradient
-        counts * (torch.log(mu_nz + _EPS) - torch.log(theta_nz + mu_nz + _EPS))
-        + torch.lgamma(counts + theta_nz)
-        - torch.lgamma(theta_nz)
-        - torch.lgamma(counts + 1)
-    )
-    return per_cell.index_add(0, rows, count_terms)
-
-
 class ZeroInflatedNegativeBinomialLikelihood(NegativeBinomialLikelihood):
     """The negative binomial with a structural zero whose logits come from the hidden units."""
 
@@ -249,7 +253,7 @@ class ZeroInflatedNegativeBinomialLikelihood(NegativeBinomialLikelihood):
 
     def log_prob(self, x, p):
         # dense, with a (1, features) theta left unbroadcast: scvi's distribution expands it,
-        # which sums its gradient in another order (its values agree to 1e-6, tested)
+        # which sums its gradient in another order (the values agree to float64 rounding, tested)
         mu, theta = p["mu"], p["theta"]
         nb = _nb_log_prob(x, mu, theta)
         log_pi, log_not_pi = _log_sigmoids(p["zi_logits"])
@@ -272,6 +276,7 @@ class BernoulliLikelihood(Likelihood):
     """Binary detection (``x > 0``) with logits ``alpha_b * h + beta_b``."""
 
     counts = True
+    has_zeros = True
     in_place_outputs = frozenset({"mean", "normalized", "detection"})
 
     def initial_location(self, X, nonzero):
@@ -330,7 +335,7 @@ class NormalLikelihood(_LocationScaleLikelihood):
 
     def log_prob(self, x, p):
         # written out with a (1, features) scale left unbroadcast: torch's Normal expands it and
-        # orders its terms differently (its values agree to 1e-6, tested)
+        # orders its terms differently (the values agree to float64 rounding, tested)
         loc, scale = p["loc"], p["scale"]
         return (-torch.log(scale) - 0.5 * math.log(2 * math.pi) - 0.5 * ((x - loc) / scale) ** 2).sum(-1)
 
@@ -340,6 +345,8 @@ class NormalLikelihood(_LocationScaleLikelihood):
 
 class ZeroInflatedLogNormalLikelihood(_LocationScaleLikelihood):
     """Non-negative continuous values: a log-normal with a structural zero (eq. 32)."""
+
+    has_zeros = True
 
     def add_parameters(self, head, n_hidden, n_features, n_batches):
         super().add_parameters(head, n_hidden, n_features, n_batches)
@@ -381,8 +388,8 @@ class ZeroInflatedLogNormalLikelihood(_LocationScaleLikelihood):
 class ZeroInflatedLogNormal(Distribution):
     """Zero with probability ``sigmoid(zi_logits)``, else ``exp(N(loc, scale^2))``.
 
-    The parameters are kept as given (a ``(1, features)`` scale is not expanded to the cells), so
-    gradients are summed as in the models trained before this class.
+    The parameters are kept as given: a ``(1, features)`` scale is not expanded to the cells, so
+    its gradient is summed in the order training has always used.
     """
 
     arg_constraints = {"loc": constraints.real, "scale": constraints.positive, "zi_logits": constraints.real}
