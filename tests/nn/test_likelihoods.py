@@ -13,7 +13,8 @@ import scvi.distributions
 import torch
 
 from crossomics.nn._batch_affine import BatchAffineLikelihood
-from crossomics.nn._likelihoods import COUNT_LIKELIHOODS, LIKELIHOODS, Likelihood
+from crossomics.nn._likelihood_base import Likelihood
+from crossomics.nn._likelihoods import COUNT_LIKELIHOODS, LIKELIHOODS
 
 
 def _counts(seed=0, n_cells=400, n_features=30):
