@@ -223,7 +223,8 @@ class SCCROSSTrainingPlan(pl.LightningModule):
         if self.stage != self._best_stage:
             # losses of the two stages are not comparable: restart the patience count
             self._best, self._best_stage, self._epochs_without_improvement = math.inf, self.stage, 0
-        if value < self._best - self.min_delta * abs(self._best):
+        # a stage's first loss always improves (inf - min_delta * inf would be nan)
+        if math.isinf(self._best) or value < self._best - self.min_delta * abs(self._best):
             self._best = value
             self._epochs_without_improvement = 0
             return
