@@ -24,10 +24,10 @@ class SCCROSSTrainingPlan(pl.LightningModule):
     profiles are the generator's own reconstructions, so they cost no extra decoder pass.
 
     The module computes every loss at its weight: ``module(tensors)`` returns its
-    ``LossOutput`` (:meth:`~crossomics.module._sccross.SCCROSSModule.loss`), and the adversarial
-    terms come from ``discriminator_loss`` and ``with_adversarial_loss``. The plan only picks the
-    stage and orders the two optimiser steps. ``train_loss``, like ``validation_loss``, is the
-    generator loss without the adversarial term (logged as ``train_adversarial``).
+    ``LossOutput`` (``SCCROSSModule.loss``), and the adversarial terms come from
+    ``discriminator_loss`` and ``with_adversarial_loss``. The plan only picks the stage and
+    orders the two optimiser steps. ``train_loss``, like ``validation_loss``, is the generator
+    loss without the adversarial term (logged as ``train_adversarial``).
 
     Both optimisers are RMSprop without momentum, as in the paper, for stable adversarial
     training.
