@@ -173,9 +173,8 @@ def test_data_discriminator_trains_the_decoders_only(paired):
     X = {m: torch.as_tensor(mdata.mod[m].X[:32].toarray(), dtype=torch.float32) for m in ("rna", "atac")}
     tensors = {m: {"x": x, "batch": torch.zeros(32, 1, dtype=torch.long)} for m, x in X.items()}
     module.zero_grad(set_to_none=True)
-    encoded, decoded = module.inference(tensors), {}
-    module.generator_losses(tensors, 2, encoded, align=False, decoded=decoded)
-    views = module.cross_generated_views(tensors, encoded, decoded)
+    encoded = module.inference(tensors)
+    views = module.cross_generated_views(tensors, encoded, module.generative(tensors, encoded, stage=2))
     # the reference side (decoded from each modality's own latents) is a constant for the generator
     assert not any(real.requires_grad for real, _ in views.values())
     fooled = sum(module.data_discriminator[k](fake).sum() for k, (_, fake) in views.items())

@@ -6,10 +6,15 @@ import logging
 from typing import Literal
 
 from scvi import REGISTRY_KEYS, settings
-from scvi.train import TrainRunner
 
+from crossomics._docs import shared_docs
 from crossomics._validation import check_positive_int
-from crossomics.model._train_arguments import check_split_arguments, resolve_validation_size, split_rows
+from crossomics.model._train_arguments import (
+    check_split_arguments,
+    resolve_validation_size,
+    run_training,
+    split_rows,
+)
 from crossomics.train._graph_margin import GraphDistances, margin_graph
 from crossomics.train._minnet_pairs import MIN_BATCH_CELLS, SiamesePairDataModule, SiamesePairDataset
 
@@ -34,6 +39,7 @@ class MINNETTrainingMixin:
             )
         return GraphDistances(self._graph, max_distance=max_distance)
 
+    @shared_docs.dedent
     def train(
         self,
         max_epochs: int | None = None,
@@ -74,11 +80,8 @@ class MINNETTrainingMixin:
             larger default batches here 1e-3 reaches the same fit in fewer epochs.
         accelerator, devices
             Lightning accelerator (``"cpu"``, ``"gpu"``, ``"auto"``) and devices.
-        train_size, validation_size
-            Fraction of the cells that trains, or that is held out to compute ``validation_loss``
-            (give one; default 0.9 / 0.1).
-        shuffle_set_split
-            Hold out random cells (default) or the last ones.
+        %(param_train_size)s
+        %(param_shuffle_set_split)s
         early_stopping
             Stop when ``validation_loss`` has not improved for ``early_stopping_patience`` epochs
             (off by default, as in SCCROSS). The network overfits small training sets within a
@@ -88,16 +91,13 @@ class MINNETTrainingMixin:
             turned off.
         early_stopping_patience
             Epochs without improvement before stopping.
-        early_stopping_monitor
-            Only ``"validation_loss"`` (accepted for scvi-tools compatibility).
+        %(param_early_stopping_monitor)s
         plan_kwargs
             Extra arguments of :class:`~crossomics.train.MINNETTrainingPlan`: ``weight_decay``
             (Adam weight decay, default 1e-6 as the authors') and ``restore_best`` (end with the
             weights of the epoch with the lowest validation loss, as the authors kept their best
             validated model; default ``True``).
-        datasplitter_kwargs
-            Not supported (MINNET builds its pair loader itself); an error names the arguments
-            that replace it.
+        %(param_datasplitter_kwargs)s
         negative_ratio
             Negative pairs per positive pair (paper: about 3).
         negative_strategy
@@ -116,8 +116,7 @@ class MINNETTrainingMixin:
             distance. ``None`` keeps the distances exact.
         num_workers
             Worker processes that build minibatches (and run the graph searches).
-        **trainer_kwargs
-            Passed to :class:`scvi.train.Trainer`, e.g. ``enable_progress_bar=False``.
+        %(param_trainer_kwargs)s
 
         Examples
         --------
@@ -170,14 +169,13 @@ class MINNETTrainingMixin:
             trainer_kwargs["early_stopping_monitor"] = early_stopping_monitor
             trainer_kwargs["early_stopping_patience"] = early_stopping_patience
         training_plan = self._training_plan_cls(self.module, lr=lr, **(plan_kwargs or {}))
-        runner = TrainRunner(
+        return run_training(
             self,
-            training_plan=training_plan,
-            data_splitter=data_module,
-            max_epochs=max_epochs,
-            accelerator=accelerator,
-            devices=devices,
+            training_plan,
+            data_module,
+            max_epochs,
+            accelerator,
+            devices,
             early_stopping=early_stopping,
             **trainer_kwargs,
         )
-        return runner()

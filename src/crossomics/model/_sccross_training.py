@@ -6,13 +6,13 @@ import warnings
 
 import numpy as np
 from scvi import settings
-from scvi.train import TrainRunner
 
+from crossomics._docs import shared_docs
 from crossomics._validation import check_positive_int
 from crossomics.model._sccross_checks import check_train_arguments
 from crossomics.model._sccross_data import SCCROSSDataMixin
 from crossomics.model._sccross_inputs import pair_rows
-from crossomics.model._train_arguments import check_split_arguments, resolve_validation_size
+from crossomics.model._train_arguments import check_split_arguments, resolve_validation_size, run_training
 from crossomics.train._multimodal_data import MultiModalDataModule
 from crossomics.train._sccross_plan import SCCROSSQueryPlan
 
@@ -20,6 +20,7 @@ from crossomics.train._sccross_plan import SCCROSSQueryPlan
 class SCCROSSTrainingMixin(SCCROSSDataMixin):
     """``train`` of :class:`crossomics.SCCROSS`."""
 
+    @shared_docs.dedent
     def train(
         self,
         max_epochs: int | None = None,
@@ -56,31 +57,24 @@ class SCCROSSTrainingMixin(SCCROSSDataMixin):
             ``devices=N, strategy="ddp"`` trains N processes (CPU or GPU), each on its own shard
             of every modality and of the true pairs, with gradients averaged every step; add
             ``num_nodes=`` for several machines (``docs/concepts.md``, "Several processes").
-        train_size, validation_size
-            Fraction of each modality's cells that trains, or that is held out to compute
-            ``validation_loss`` (give one; default 0.9 / 0.1). The held-out cells also leave
-            the true pairs.
-        shuffle_set_split
-            Hold out random cells (default) or each modality's last cells.
+        %(param_train_size)s
+            The held-out cells also leave the true pairs.
+        %(param_shuffle_set_split)s
         early_stopping
             End a stage when ``validation_loss`` stops improving for ``early_stopping_patience``
             epochs (stage 1 hands over to stage 2; stage 2 ends training). Off by default, as
             in MINNET.
         early_stopping_patience
             Epochs without improvement before a stage ends.
-        early_stopping_monitor
-            Only ``"validation_loss"`` (accepted for scvi-tools compatibility).
+        %(param_early_stopping_monitor)s
         plan_kwargs
             Extra arguments of :class:`~crossomics.train.SCCROSSTrainingPlan` (of
             ``SCCROSSQueryPlan`` for a query).
-        datasplitter_kwargs
-            Not supported (SCCROSS loads each modality itself); an error names the arguments
-            that replace it.
+        %(param_datasplitter_kwargs)s
         pretrain_epochs
-            Epochs of stage 1 (per-modality VAEs) at the start of ``max_epochs``; default 40%.
+            Epochs of stage 1 (per-modality VAEs) at the start of ``max_epochs``; default 40%%.
             A query has no stage 1.
-        **trainer_kwargs
-            Passed to :class:`scvi.train.Trainer` (e.g. ``enable_progress_bar=False``).
+        %(param_trainer_kwargs)s
         """
         is_query = self.reference_batches_ is not None
         if max_epochs is None:
@@ -120,21 +114,14 @@ class SCCROSSTrainingMixin(SCCROSSDataMixin):
         trainer_kwargs.setdefault("use_distributed_sampler", False)
         if data_module.n_val == 0:
             trainer_kwargs["limit_val_batches"] = 0
-        runner = TrainRunner(
-            self,
-            training_plan=training_plan,
-            data_splitter=data_module,
-            max_epochs=max_epochs,
-            accelerator=accelerator,
-            devices=devices,
-            **trainer_kwargs,
-        )
         if not is_query:
             self.n_pairs_ = {f"{h}:{j}": len(r[0]) for (h, j), r in pairs.items()}
         with warnings.catch_warnings():
             if is_query:  # a query keeps its frozen layers in evaluation mode on purpose
                 warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
-            return runner()
+            return run_training(
+                self, training_plan, data_module, max_epochs, accelerator, devices, **trainer_kwargs
+            )
 
     def _checked_pretrain_epochs(self, is_query: bool, pretrain_epochs: int | None, max_epochs: int) -> int:
         """Epochs of stage 1 (default 40% of ``max_epochs``, none for a query), checked, once the

@@ -2,12 +2,14 @@
 
 Both models take scvi-tools' split and early-stopping arguments (``train_size`` or
 ``validation_size``, ``shuffle_set_split``, ``early_stopping_monitor``) and reject
-``datasplitter_kwargs`` with the arguments that replace it, since each builds its own loaders.
+``datasplitter_kwargs`` with the arguments that replace it, since each builds its own loaders,
+and both hand their plan and loaders to scvi-tools' runner the same way.
 """
 
 from __future__ import annotations
 
 import numpy as np
+from scvi.train import TrainRunner
 
 from crossomics._validation import check_number
 
@@ -57,3 +59,19 @@ def split_rows(
     n_train = int(np.ceil((1.0 - validation_size) * n_rows))
     order = np.random.default_rng(seed).permutation(n_rows) if shuffle else np.arange(n_rows)
     return np.sort(order[:n_train]), np.sort(order[n_train:])
+
+
+def run_training(model, training_plan, data_module, max_epochs: int, accelerator, devices, **trainer_kwargs):
+    """Train ``model`` with scvi-tools' :class:`~scvi.train.TrainRunner` on the model's own
+    data module (``trainer_kwargs`` go to :class:`scvi.train.Trainer`); returns the runner's
+    result."""
+    runner = TrainRunner(
+        model,
+        training_plan=training_plan,
+        data_splitter=data_module,
+        max_epochs=max_epochs,
+        accelerator=accelerator,
+        devices=devices,
+        **trainer_kwargs,
+    )
+    return runner()

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from scvi.module.base import BaseModuleClass, LossOutput
 from torch import nn
 
-from crossomics._constants import BATCH_KEY, FEATURES_KEY, PRIOR_KEY, X_KEY
+from crossomics._constants import BATCH_KEY, FEATURES_KEY, PAIRS_KEY, PRIOR_KEY, X_KEY
 from crossomics.module._sccross_adversarial import AdversarialTermsMixin
 from crossomics.nn._batch_affine import BatchAffineLikelihood
 from crossomics.nn._layers import (
@@ -232,28 +232,102 @@ class SCCROSSModule(AdversarialTermsMixin, BaseModuleClass):
         return {"tensors": tensors, "inference_outputs": inference_outputs}
 
     def inference(self, tensors, sample: bool = True):
+        """Each present modality's :meth:`encode` of its cells."""
         return {
             m: self.encode(m, tensors[m][X_KEY], sample, tensors[m].get(FEATURES_KEY))
             for m in self.modalities
             if m in tensors
         }
 
-    def generative(self, tensors, inference_outputs):
+    def generative(self, tensors, inference_outputs, stage: int = 2):
+        """Each modality's reconstruction: ``z_k -> x`` in stage 1 (eq. 5-7), ``z -> z_k -> x``
+        in stage 2 (eq. 12-14), where the aligner's ``zk_mean`` / ``zk_log_var`` are kept too."""
         out = {}
         for m, enc in inference_outputs.items():
-            library = tensors[m][X_KEY].sum(-1)
-            out[m] = self.decode(m, enc["z"], tensors[m][BATCH_KEY], library)[0]
+            x, batch = tensors[m][X_KEY], tensors[m][BATCH_KEY]
+            library = x.sum(-1)
+            if stage == 1:
+                out[m] = {"params": self.decode_modality_latent(m, enc["zk"], batch, library)}
+            else:
+                params, zk_mean, zk_log_var = self.decode(m, enc["z"], batch, library)
+                out[m] = {"params": params, "zk_mean": zk_mean, "zk_log_var": zk_log_var}
         return out
 
-    def loss(self, tensors, inference_outputs, generative_outputs, stage: int = 2) -> LossOutput:
-        losses = self.generator_losses(tensors, stage, inference_outputs)
-        return LossOutput(loss=losses["loss"], reconstruction_loss=losses["reconstruction"])
+    def loss(
+        self,
+        tensors,
+        inference_outputs,
+        generative_outputs,
+        stage: int = 2,
+        paired_modalities: set | None = None,
+        align: bool = True,
+    ) -> LossOutput:
+        """The generator's loss for one step, without the adversarial term.
+
+        Stage 1 (eq. 23) is the per-modality ELBO with ``x -> z_k -> x``. Stage 2 (eq. 17, 22,
+        25) reconstructs through the joint space ``x -> z_k -> z -> z_k -> x``, adds the
+        aligner ELBO on ``z_k``, the MNN prior loss over every modality pair and, for truly
+        paired cells, the distance of their joint latents (``stage`` as in :meth:`generative`);
+        :meth:`with_adversarial_loss` adds the adversarial term. ``paired_modalities`` names
+        modality pairs ``(h, j)`` with true pairs in the data when the batch itself carries none
+        (validation), so they take no prior anchors there either. ``align=False`` leaves out
+        every alignment term: the stage-2 ELBO alone, which reference mapping fine-tunes
+        against the frozen joint space. ``reconstruction_loss`` and ``kl_local`` are minibatch
+        means (keys ``"reconstruction"``, ``"kl"``), ``extra_metrics`` the unweighted alignment
+        terms, ``n_obs_minibatch`` the cells of all modalities.
+        """
+        present = [m for m in self.modalities if m in tensors]
+        reconstruction = torch.zeros((), device=self.device)
+        kl = torch.zeros((), device=self.device)
+        for m in present:
+            x, enc, dec = tensors[m][X_KEY], inference_outputs[m], generative_outputs[m]
+            kl = kl + self._kl(m, enc["zk_mean"], enc["zk_log_var"])
+            if stage == 2:
+                kl = kl + self._kl(m, enc["z_mean"], enc["z_log_var"])
+                latent_nll = 0.5 * (
+                    ((enc["zk"] - dec["zk_mean"]) ** 2) / torch.exp(dec["zk_log_var"]) + dec["zk_log_var"]
+                ).sum(-1)
+                reconstruction = reconstruction + latent_nll.mean() / self.n_features[m]
+            reconstruction = reconstruction + self._reconstruction(m, x, dec["params"])
+        alignment, loss = {}, reconstruction + kl
+        if stage == 2 and align:
+            alignment, loss = self._alignment_losses(tensors, inference_outputs, paired_modalities, loss)
+        return LossOutput(
+            loss=loss,
+            reconstruction_loss={"reconstruction": reconstruction},
+            kl_local={"kl": kl},
+            extra_metrics=alignment,
+            n_obs_minibatch=sum(tensors[m][X_KEY].shape[0] for m in present),
+        )
+
+    def _alignment_losses(
+        self, tensors, inference_outputs, paired_modalities, loss: torch.Tensor
+    ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """The stage-2 alignment terms (MNN prior, anchors, true pairs) and ``loss`` with each
+        added at its weight."""
+        present = [m for m in self.modalities if m in tensors]
+        joint = {m: inference_outputs[m]["z_embedding"] for m in present}
+        prior = {m: tensors[m][PRIOR_KEY] for m in present}
+        out = {"mnn": self.mnn_loss(joint, prior)}
+        loss = loss + self.lambda_mnn * out["mnn"]
+        if self.lambda_anchor > 0 and len(present) > 1:
+            skip = set(tensors.get(PAIRS_KEY) or ()) | set(paired_modalities or ())
+            out["anchor"] = self.mnn_anchor_loss(joint, prior, skip=skip)
+            loss = loss + self.lambda_anchor * out["anchor"]
+        if tensors.get(PAIRS_KEY):
+            out.update(self.paired_losses(tensors[PAIRS_KEY]))
+            loss = loss + self.lambda_pairs * out["pairs"]
+            if "translation" in out:
+                loss = loss + self.lambda_translation * out["translation"]
+        return out, loss
 
     @torch.inference_mode()
-    def sample(self, tensors, n_samples: int = 1):
+    def sample(self, tensors):
+        """Counts drawn from each modality's likelihood at the cells' joint latents
+        (``x -> z -> z_k -> x``), one draw per cell."""
         inference_outputs = self.inference(tensors)
         generative_outputs = self.generative(tensors, inference_outputs)
-        return {m: self.likelihood[m].sample(p) for m, p in generative_outputs.items()}
+        return {m: self.likelihood[m].sample(out["params"]) for m, out in generative_outputs.items()}
 
     # ------------------------------------------------------------------ losses
     def _reconstruction(self, modality: str, x: torch.Tensor, params: dict) -> torch.Tensor:
@@ -261,68 +335,6 @@ class SCCROSSModule(AdversarialTermsMixin, BaseModuleClass):
 
     def _kl(self, modality: str, mean: torch.Tensor, log_var: torch.Tensor) -> torch.Tensor:
         return kl_standard_normal(mean, log_var).mean() / self.n_features[modality]
-
-    def generator_losses(
-        self,
-        tensors: dict,
-        stage: int,
-        encoded: dict | None = None,
-        paired_modalities: set | None = None,
-        align: bool = True,
-        decoded: dict | None = None,
-    ) -> dict:
-        """Losses of the generator (encoders, decoders, aligners) for one step.
-
-        Stage 1 (eq. 23) is the per-modality ELBO with ``x -> z_k -> x``. Stage 2 (eq. 17, 22,
-        25) reconstructs through the joint space ``x -> z_k -> z -> z_k -> x``, adds the
-        aligner ELBO on ``z_k``, the MNN prior loss over every modality pair and, for truly
-        paired cells, the distance of their joint latents. Adversarial terms are added by
-        :meth:`adversarial_losses`. Returns a dict of scalar tensors with key ``"loss"``.
-        ``paired_modalities`` names modality pairs ``(h, j)`` with true pairs in the data when the
-        batch itself carries none (validation), so they take no prior anchors there either.
-        ``align=False`` leaves out every alignment term (MNN prior, anchors, pairs): the
-        stage-2 ELBO alone, which reference mapping fine-tunes against the frozen joint space.
-        A ``decoded`` dict receives each modality's stage-2 reconstruction parameters (D_ge's
-        reference, :meth:`cross_generated_views`).
-        """
-        present = [m for m in self.modalities if m in tensors]
-        encoded = encoded if encoded is not None else self.inference(tensors)
-        reconstruction = torch.zeros((), device=self.device)
-        kl = torch.zeros((), device=self.device)
-        for m in present:
-            x, batch = tensors[m][X_KEY], tensors[m][BATCH_KEY]
-            enc = encoded[m]
-            library = x.sum(-1)
-            kl = kl + self._kl(m, enc["zk_mean"], enc["zk_log_var"])
-            if stage == 1:
-                params = self.decode_modality_latent(m, enc["zk"], batch, library)
-            else:
-                params, zk_mean, zk_log_var = self.decode(m, enc["z"], batch, library)
-                if decoded is not None:
-                    decoded[m] = params
-                kl = kl + self._kl(m, enc["z_mean"], enc["z_log_var"])
-                latent_nll = 0.5 * (((enc["zk"] - zk_mean) ** 2) / torch.exp(zk_log_var) + zk_log_var).sum(-1)
-                reconstruction = reconstruction + latent_nll.mean() / self.n_features[m]
-            reconstruction = reconstruction + self._reconstruction(m, x, params)
-        out = {"reconstruction": reconstruction, "kl": kl}
-        loss = reconstruction + kl
-        if stage == 2 and align:
-            joint = {m: encoded[m]["z_embedding"] for m in present}
-            prior = {m: tensors[m][PRIOR_KEY] for m in present}
-            out["mnn"] = self.mnn_loss(joint, prior)
-            loss = loss + self.lambda_mnn * out["mnn"]
-            if self.lambda_anchor > 0 and len(present) > 1:
-                out["anchor"] = self.mnn_anchor_loss(
-                    joint, prior, skip=set(tensors.get("pairs") or ()) | set(paired_modalities or ())
-                )
-                loss = loss + self.lambda_anchor * out["anchor"]
-            if tensors.get("pairs"):
-                out.update(self.paired_losses(tensors["pairs"]))
-                loss = loss + self.lambda_pairs * out["pairs"]
-                if "translation" in out:
-                    loss = loss + self.lambda_translation * out["translation"]
-        out["loss"] = loss
-        return out
 
     def mnn_loss(self, joint: dict[str, torch.Tensor], prior: dict[str, torch.Tensor]) -> torch.Tensor:
         """Eq. 22: squared difference between latent and prior similarities of cells.

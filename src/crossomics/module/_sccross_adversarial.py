@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from scvi.module.base import LossOutput
 
 from crossomics._constants import BATCH_KEY
 from crossomics.nn._layers import bfloat16_is_fast
@@ -16,14 +17,14 @@ class AdversarialTermsMixin:
     """The discriminators' inputs and cross-entropies, for :class:`SCCROSSModule`."""
 
     def cross_generated_views(
-        self, tensors: dict, encoded: dict, decoded: dict
+        self, tensors: dict, encoded: dict, generative_outputs: dict
     ) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
         """What D_ge_k compares: ``x_k`` decoded from its own joint latents and from the others'.
 
         Returns ``{k: (reference, generated)}``, projections (the fixed input transform of
         ``k``) of the likelihood means decoded from the joint latents of ``k``'s own cells
         (the reference, a constant for the generator: the stage-2 reconstruction's
-        parameters in ``decoded``, from :meth:`generator_losses`) and of the other modalities'
+        parameters in ``generative_outputs``, from :meth:`generative`) and of the other modalities'
         cells (generated, with gradients into the generating path). Both sides are expected
         profiles at the same library size, so D_ge can only tell them apart by *what* is
         generated, never by the sampling noise that real counts carry and means do not.
@@ -59,7 +60,7 @@ class AdversarialTermsMixin:
             with torch.autocast(sources.device.type, dtype=torch.bfloat16, enabled=fast):
                 fake = self._decoded_view(k, sources[: self.n_generated_per_step], batches).float()
             with torch.no_grad():
-                own_means = self.likelihood[k].mean(decoded[k], library=_VIEW_LIBRARY)
+                own_means = self.likelihood[k].mean(generative_outputs[k]["params"], library=_VIEW_LIBRARY)
                 real = self.projection[k](own_means[: self.n_generated_per_step])
             views[k] = (real, fake)
         return views
@@ -83,8 +84,32 @@ class AdversarialTermsMixin:
         )
         return self.latent_discriminator(torch.cat(z)), labels
 
+    def discriminator_loss(self, encoded: dict, generated_views: dict) -> torch.Tensor:
+        """The discriminators' loss of the D step: :meth:`adversarial_losses` at weight
+        ``lambda_adversarial``."""
+        return self.lambda_adversarial * self.adversarial_losses(encoded, generated_views)
+
+    def with_adversarial_loss(
+        self, loss_output: LossOutput, encoded: dict, generated_views: dict
+    ) -> LossOutput:
+        """``loss_output`` of :meth:`loss` with the generator's adversarial term
+        (:meth:`generator_adversarial_loss`, unweighted in ``extra_metrics["adversarial"]``)
+        added to the loss at weight ``lambda_adversarial``.
+
+        It is a step of its own because it must read the discriminators *after* the D step
+        that follows :meth:`loss` (the generator is updated against refreshed discriminators).
+        """
+        adversarial = self.generator_adversarial_loss(encoded, generated_views)
+        return LossOutput(
+            loss=loss_output.loss + self.lambda_adversarial * adversarial,
+            reconstruction_loss=loss_output.reconstruction_loss,
+            kl_local=loss_output.kl_local,
+            extra_metrics={**loss_output.extra_metrics, "adversarial": adversarial},
+            n_obs_minibatch=loss_output.n_obs_minibatch,
+        )
+
     def adversarial_losses(self, encoded: dict, generated_views: dict) -> torch.Tensor:
-        """Discriminator cross-entropies ``L_D = L_Dz + L_Dge`` (eq. 18-20), for the D step.
+        """Discriminator cross-entropies ``L_D = L_Dz + L_Dge`` (eq. 18-20), unweighted.
 
         D_z classifies the modality of joint latents. Each D_ge_k separates ``x_k`` decoded from
         ``k``'s own joint latents from ``x_k`` cross-generated from the other modalities

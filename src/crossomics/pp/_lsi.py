@@ -12,6 +12,7 @@ import torch
 from anndata import AnnData
 from torch import nn
 
+from crossomics._docs import shared_docs
 from crossomics._validation import get_matrix
 from crossomics.nn._transforms import _TOTAL_FLOOR, _buffer, _csr_entries, _csr_like, _is_csr
 
@@ -97,6 +98,7 @@ def _log_tfidf(X, idf: np.ndarray, scale: float) -> sp.csr_matrix:
     return v
 
 
+@shared_docs.dedent
 def fit_lsi(
     X,
     n_components: int = 50,
@@ -115,10 +117,8 @@ def fit_lsi(
         Not modified.
     n_components
         Number of LSI components (all kept, see :class:`LSITransform`).
-    random_state
-        Seed of the randomised SVD.
-    feature_names
-        Optional feature names stored on the result, so callers can check feature order.
+    %(param_random_state_svd)s
+    %(param_feature_names)s
 
     Returns
     -------
@@ -149,6 +149,7 @@ def fit_lsi(
     )
 
 
+@shared_docs.dedent
 def lsi(
     adata: AnnData,
     n_components: int = 50,
@@ -172,8 +173,7 @@ def lsi(
         Layer holding the counts; ``None`` uses ``X``.
     key_added
         ``obsm`` key that receives the ``(n_cells, n_components)`` float32 embedding.
-    random_state
-        Seed of the randomised SVD.
+    %(param_random_state_svd)s
     copy
         Return a modified copy instead of writing into ``adata``.
 

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from crossomics._constants import CLIP_VALUE, STD_FLOOR, TARGET_SUM
+from crossomics._docs import shared_docs
 from crossomics._validation import check_number
 from crossomics.nn._transforms import _TOTAL_FLOOR, _buffer, _csr_entries, _csr_like, _is_csr
 
@@ -84,6 +85,7 @@ class PCATransform(FittedProjection):
         return LogNormalizedPCA(self.components, self.mean, self.std, self.target_sum, self.clip_value)
 
 
+@shared_docs.dedent
 def fit_pca(
     X,
     n_components: int = 50,
@@ -104,10 +106,8 @@ def fit_pca(
         Number of principal components, at most ``min(n_cells, n_features)``.
     target_sum
         Per-cell total after normalisation.
-    random_state
-        Seed of the randomised SVD.
-    feature_names
-        Optional feature names stored on the result, so callers can check feature order.
+    %(param_random_state_svd)s
+    %(param_feature_names)s
 
     Returns
     -------

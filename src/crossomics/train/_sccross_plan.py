@@ -6,9 +6,10 @@ import math
 
 import lightning.pytorch as pl
 import torch
+from scvi.module.base import LossOutput
 from torch.nn.parallel import DistributedDataParallel
 
-from crossomics._constants import PAIRS_KEY, X_KEY
+from crossomics._constants import PAIRS_KEY
 from crossomics.module._sccross import SCCROSSModule
 from crossomics.train._multimodal_data import nest_pairs
 
@@ -21,6 +22,12 @@ class SCCROSSTrainingPlan(pl.LightningModule):
     step runs the generator forward once: the discriminators are updated on detached outputs,
     then the generator is updated against the refreshed discriminators. D_ge's reference
     profiles are the generator's own reconstructions, so they cost no extra decoder pass.
+
+    The module computes every loss at its weight: ``module(tensors)`` returns its
+    ``LossOutput`` (``SCCROSSModule.loss``), and the adversarial terms come from
+    ``discriminator_loss`` and ``with_adversarial_loss``. The plan only picks the stage and
+    orders the two optimiser steps. ``train_loss``, like ``validation_loss``, is the generator
+    loss without the adversarial term (logged as ``train_adversarial``).
 
     Both optimisers are RMSprop without momentum, as in the paper, for stable adversarial
     training.
@@ -143,79 +150,63 @@ class SCCROSSTrainingPlan(pl.LightningModule):
     def _adjust_gradients(self) -> None:
         """Change gradients between backward and step (nothing here; see :class:`SCCROSSQueryPlan`)."""
 
-    @staticmethod
-    def _n_cells(tensors: dict) -> int:
-        return sum(v[X_KEY].shape[0] for k, v in tensors.items() if k != PAIRS_KEY)
+    def _loss_output(self, tensors: dict, stage: int, **loss_kwargs) -> tuple[dict, dict, LossOutput]:
+        """The module's inference and generative outputs and its ``LossOutput`` at ``stage``."""
+        return self.module(
+            tensors, generative_kwargs={"stage": stage}, loss_kwargs={"stage": stage, **loss_kwargs}
+        )
 
-    def _log_training_losses(self, losses: dict, n_cells: int) -> None:
-        for name, value in losses.items():
-            self.log(
-                f"train_{name}",
-                value,
-                on_epoch=True,
-                on_step=False,
-                batch_size=n_cells,
-                prog_bar=name == "loss",
-                sync_dist=self._distributed,
-            )
-
-    def _record_validation_loss(self, loss: torch.Tensor, n_cells: int) -> None:
-        self._validation_losses.append(loss.detach())
+    def _log_epoch_mean(self, name: str, value: torch.Tensor, n_cells: int, prog_bar: bool = False) -> None:
         self.log(
-            "validation_loss",
-            loss,
+            name,
+            value,
             on_epoch=True,
             on_step=False,
             batch_size=n_cells,
-            prog_bar=True,
+            prog_bar=prog_bar,
             sync_dist=self._distributed,
         )
+
+    def _log_training_losses(self, loss_output: LossOutput, monitored_loss: torch.Tensor) -> None:
+        """Each term of ``loss_output`` (``train_reconstruction``, ``train_kl`` and the extra
+        metrics: ``train_mnn``, ``train_adversarial``, ...) and, as ``train_loss``,
+        ``monitored_loss``: the generator loss without the adversarial term, the quantity of
+        ``validation_loss``."""
+        terms = {**loss_output.reconstruction_loss, **loss_output.kl_local, **loss_output.extra_metrics}
+        n_cells = loss_output.n_obs_minibatch
+        for name, value in terms.items():
+            self._log_epoch_mean(f"train_{name}", value, n_cells)
+        self._log_epoch_mean("train_loss", monitored_loss, n_cells, prog_bar=True)
+
+    def _record_validation_loss(self, loss_output: LossOutput) -> None:
+        self._validation_losses.append(loss_output.loss.detach())
+        self._log_epoch_mean("validation_loss", loss_output.loss, loss_output.n_obs_minibatch, prog_bar=True)
 
     def training_step(self, batch, batch_idx):
         tensors = nest_pairs(batch)
         generator_optimizer, discriminator_optimizer = self.optimizers()
         stage = self.stage
-        n_cells = self._n_cells(tensors)
-        encoded = self.module.inference(tensors)
-        decoded = {}
-        losses = self.module.generator_losses(tensors, stage, encoded, decoded=decoded)
-        loss = losses["loss"]
+        encoded, decoded, loss_output = self._loss_output(tensors, stage)
+        monitored_loss, n_cells = loss_output.loss, loss_output.n_obs_minibatch
         if stage == 2:
             generated = self.module.cross_generated_views(tensors, encoded, decoded)
-            discriminator_loss = self.module.lambda_adversarial * self.module.adversarial_losses(
-                encoded, generated
-            )
+            discriminator_loss = self.module.discriminator_loss(encoded, generated)
             self._step_optimizer(discriminator_optimizer, discriminator_loss)
-            self.log(
-                "train_discriminator_loss",
-                discriminator_loss,
-                on_epoch=True,
-                on_step=False,
-                batch_size=n_cells,
-                sync_dist=self._distributed,
-            )
-        if stage == 2:
-            losses["adversarial"] = self.module.generator_adversarial_loss(encoded, generated)
-            loss = loss + self.module.lambda_adversarial * losses["adversarial"]
+            self._log_epoch_mean("train_discriminator_loss", discriminator_loss, n_cells)
+            loss_output = self.module.with_adversarial_loss(loss_output, encoded, generated)
         # the discriminators must not move during the generator step
         discriminator_optimizer.zero_grad(set_to_none=True)
-        self._step_optimizer(generator_optimizer, loss)
-        self._log_training_losses(losses, n_cells)
-        self.log(
-            "stage",
-            float(stage),
-            on_epoch=True,
-            on_step=False,
-            batch_size=n_cells,
-            sync_dist=self._distributed,
-        )
+        self._step_optimizer(generator_optimizer, loss_output.loss)
+        self._log_training_losses(loss_output, monitored_loss)
+        self._log_epoch_mean("stage", float(stage), n_cells)
 
     def validation_step(self, batch, batch_idx):
         tensors = nest_pairs(batch)
         # validation batches carry no pairs; the modality pairs that have them take no prior anchors
         paired_modalities = set(getattr(self.trainer.datamodule, "pairs", None) or ())
-        losses = self.module.generator_losses(tensors, self.stage, paired_modalities=paired_modalities)
-        self._record_validation_loss(losses["loss"], self._n_cells(tensors))
+        self._record_validation_loss(
+            self._loss_output(tensors, self.stage, paired_modalities=paired_modalities)[2]
+        )
 
     def on_validation_epoch_end(self):
         if not self._validation_losses or self.trainer.sanity_checking:
@@ -232,7 +223,8 @@ class SCCROSSTrainingPlan(pl.LightningModule):
         if self.stage != self._best_stage:
             # losses of the two stages are not comparable: restart the patience count
             self._best, self._best_stage, self._epochs_without_improvement = math.inf, self.stage, 0
-        if value < self._best - self.min_delta * abs(self._best):
+        # a stage's first loss always improves (inf - min_delta * inf would be nan)
+        if math.isinf(self._best) or value < self._best - self.min_delta * abs(self._best):
             self._best = value
             self._epochs_without_improvement = 0
             return
@@ -317,20 +309,19 @@ class SCCROSSQueryPlan(SCCROSSTrainingPlan):
             # the reference's own batches are part of the frozen reference
             table.grad[:n_reference] = 0.0
 
-    def _query_losses(self, batch) -> tuple[dict, int]:
-        """The stage-2 ELBO of a query minibatch (queries take no pairs) and its cell count."""
+    def _query_loss(self, batch) -> LossOutput:
+        """The stage-2 ELBO of a query minibatch (queries take no pairs)."""
         tensors = nest_pairs(batch)
         tensors.pop(PAIRS_KEY, None)
-        return self.module.generator_losses(tensors, stage=2, align=False), self._n_cells(tensors)
+        return self._loss_output(tensors, stage=2, align=False)[2]
 
     def training_step(self, batch, batch_idx):
-        losses, n_cells = self._query_losses(batch)
-        self._step_optimizer(self.optimizers(), losses["loss"])
-        self._log_training_losses(losses, n_cells)
+        loss_output = self._query_loss(batch)
+        self._step_optimizer(self.optimizers(), loss_output.loss)
+        self._log_training_losses(loss_output, loss_output.loss)
 
     def validation_step(self, batch, batch_idx):
-        losses, n_cells = self._query_losses(batch)
-        self._record_validation_loss(losses["loss"], n_cells)
+        self._record_validation_loss(self._query_loss(batch))
 
     def on_train_end(self):
         for p in self.module.parameters():
