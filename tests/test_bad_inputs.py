@@ -740,6 +740,15 @@ INIT = [
         fresh(),
     ),
     bad(
+        "init-n-alignment-regions-zero",
+        "zero regions for the embedding's regional alignment (None turns it off)",
+        lambda e, d: small_model(d, n_alignment_regions=0),
+        ValueError,
+        r"n_alignment_regions=0",
+        r"or None to turn it off",
+        fresh(),
+    ),
+    bad(
         "init-graph-self-weight-above-one",
         "the self weight of the graph convolution is a fraction",
         lambda e, d: small_model(d, graph_self_weight=1.5),

@@ -78,6 +78,10 @@ def check_init_arguments(arguments: Mapping) -> None:
     check_number(arguments["graph_self_weight"], "graph_self_weight", 0.5, low=0, high=1)
     for name, example in _LOSS_WEIGHTS.items():
         check_number(arguments[name], name, example, low=0)
+    if arguments["n_alignment_regions"] is not None:
+        check_positive_int(
+            arguments["n_alignment_regions"], "n_alignment_regions", 30, why=", or None to turn it off"
+        )
     prior_kwargs = arguments["prior_kwargs"]
     if prior_kwargs is None:
         return

@@ -10,6 +10,7 @@ import torch
 from anndata import AnnData
 from mudata import MuData
 
+from crossomics.model._regional_alignment import apply_regional_alignment
 from crossomics.model._sccross_data import SCCROSSDataMixin
 
 
@@ -48,6 +49,9 @@ class SCCROSSLatentMixin(SCCROSSDataMixin):
             Also return the variances: ``(mean, variance)`` of the aligner's Gaussian
             ``q(z | z_k)`` at the posterior mean of ``z_k``.
 
+        After training, the embedding passes through the model's regional alignment (see
+        ``n_alignment_regions`` of :class:`SCCROSS`); variances are scaled by its stretch.
+
         Returns
         -------
         With a modality: an array of shape ``(n_cells, n_latent)`` aligned to the modality's
@@ -66,6 +70,14 @@ class SCCROSSLatentMixin(SCCROSSDataMixin):
         self._check_if_trained(warn=True)
         if modality is None:
             return self._stacked_latents(adata, indices, give_mean, batch_size, return_dist)
+        return self._latent(modality, adata, indices, give_mean, batch_size, return_dist)
+
+    @torch.inference_mode()
+    def _latent(
+        self, modality, adata, indices, give_mean=True, batch_size=None, return_dist=False, aligned=True
+    ):
+        """One modality's joint latents; ``aligned=False`` skips the regional alignment (the space
+        the module's own encodings live in, which perturbation compares them with)."""
         X, _, _ = self._modality_data(modality, adata, indices)
         self.module.eval()
         n_latent = self.module.n_latent
@@ -77,7 +89,12 @@ class SCCROSSLatentMixin(SCCROSSDataMixin):
             return encoded["z"].cpu().numpy()
 
         values = self._encode_measured(modality, X, encode, batch_size, n_latent * (2 if return_dist else 1))
-        return (values[:, :n_latent], values[:, n_latent:]) if return_dist else values
+        z, variance = values[:, :n_latent], values[:, n_latent:]
+        if aligned and self.regional_alignment_ is not None:
+            z, stretch = apply_regional_alignment(z, modality, self.regional_alignment_)
+            if return_dist:
+                variance = variance * stretch**2
+        return (z, variance) if return_dist else z
 
     def _stacked_latents(self, adata, indices, give_mean, batch_size, return_dist) -> AnnData:
         """Every modality's latents in one long AnnData (``get_latent_representation()``)."""

@@ -212,7 +212,8 @@ class SCCROSSPerturbationMixin(SCCROSSDecodingMixin):
         """The perturbed cells' profiles (dense, on the model's device), the means of their graph
         neighbours, and the mean unit joint latent of the reference cells."""
         reference_direction = F.normalize(
-            torch.as_tensor(self.get_latent_representation(modality, adata=query, indices=reference_rows)),
+            # the perturbed cells are encoded by the module: the reference in the same, unaligned space
+            torch.as_tensor(self._latent(modality, query, reference_rows, aligned=False)),
             dim=-1,
         ).mean(0)
         X, _, _ = self._modality_data(modality, query, perturb_rows)

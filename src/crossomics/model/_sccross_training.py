@@ -9,6 +9,7 @@ from scvi import settings
 
 from crossomics._docs import shared_docs
 from crossomics._validation import check_positive_int
+from crossomics.model._regional_alignment import fit_regional_alignment
 from crossomics.model._sccross_checks import check_train_arguments
 from crossomics.model._sccross_data import SCCROSSDataMixin
 from crossomics.model._sccross_inputs import pair_rows
@@ -119,9 +120,26 @@ class SCCROSSTrainingMixin(SCCROSSDataMixin):
         with warnings.catch_warnings():
             if is_query:  # a query keeps its frozen layers in evaluation mode on purpose
                 warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
-            return run_training(
+            result = run_training(
                 self, training_plan, data_module, max_epochs, accelerator, devices, **trainer_kwargs
             )
+        if not is_query:
+            self._fit_regional_alignment()
+        return result
+
+    def _fit_regional_alignment(self) -> None:
+        """Fit the map of ``n_alignment_regions`` (see :class:`SCCROSS`) on the training cells'
+        joint embeddings; queries reuse the reference's map."""
+        self.regional_alignment_ = None
+        n_regions = self.init_params_["non_kwargs"].get("n_alignment_regions")
+        modalities = [m for m in self.modalities_ if m in self.adata.mod]
+        if n_regions is None or len(modalities) < 2:
+            return
+        embeddings = {}
+        for m in modalities:
+            z = self._latent(m, None, None, aligned=False)
+            embeddings[m] = z[~np.isnan(z).any(1)]
+        self.regional_alignment_ = fit_regional_alignment(embeddings, n_regions, seed=settings.seed or 0)
 
     def _checked_pretrain_epochs(self, is_query: bool, pretrain_epochs: int | None, max_epochs: int) -> int:
         """Epochs of stage 1 (default 40% of ``max_epochs``, none for a query), checked, once the

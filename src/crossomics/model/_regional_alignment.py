@@ -1,0 +1,120 @@
+"""Regional alignment of the returned joint embedding: each modality's cloud moved onto the
+common mean and spread of every region of the joint space (``docs/concepts.md``, "One joint
+space").
+
+After training, the joint embeddings of the training cells of all modalities are stacked and
+split into regions by k-means. Within each region, each modality's cells are moved, dimension
+by dimension, from their own mean and standard deviation onto those of the region's cells of
+all modalities (weighted by cells). A cell's correction blends the regions' corrections by its
+soft membership, so the map is smooth, and it depends only on the cell's embedding and
+modality: new cells of a query are corrected by the same fitted map. The fit is repeated for
+``n_rounds`` rounds, each on the output of the one before.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.cluster import KMeans
+
+# cells of a modality a region needs before that modality is moved within it
+MIN_REGION_CELLS = 10
+# the most a region may stretch or shrink a modality's spread along one dimension
+MAX_SPREAD_RATIO = 3.0
+# cells the k-means of one round is fitted on (the corrections use every cell)
+MAX_KMEANS_CELLS = 50_000
+# cells per chunk when soft memberships are computed
+_CHUNK = 8192
+
+
+def fit_regional_alignment(
+    embeddings: dict[str, np.ndarray], n_regions: int, n_rounds: int = 2, seed: int = 0
+) -> list[dict]:
+    """The rounds of the map (see the module docstring) fitted on ``embeddings``
+    (``{modality: (cells, n_latent)}``); every value is a plain array, ready for a model file."""
+    current = {m: np.asarray(z, dtype=np.float64) for m, z in embeddings.items()}
+    rounds = []
+    rng = np.random.default_rng(seed)
+    for _ in range(n_rounds):
+        stacked = np.concatenate(list(current.values()))
+        sample = stacked
+        if len(stacked) > MAX_KMEANS_CELLS:
+            sample = stacked[rng.choice(len(stacked), MAX_KMEANS_CELLS, replace=False)]
+        k = min(n_regions, len(sample))
+        centroids = KMeans(k, n_init=3, random_state=seed).fit(sample).cluster_centers_
+        nearest = _squared_distances(sample, centroids).min(1)
+        # membership temperature: the median squared distance of a cell to its nearest centroid
+        temperature = float(max(np.median(nearest), 1e-12))
+        stats = {}
+        for m, z in current.items():
+            weights = _memberships(z, centroids, temperature)
+            mass = weights.sum(0)
+            mean = weights.T @ z / np.maximum(mass, 1e-12)[:, None]
+            second = weights.T @ z**2 / np.maximum(mass, 1e-12)[:, None]
+            stats[m] = (mass, mean, np.maximum(second - mean**2, 0.0))
+        total = sum(mass for mass, _, _ in stats.values())
+        target_mean = sum(mass[:, None] * mean for mass, mean, _ in stats.values()) / total[:, None]
+        target_var = (
+            sum(mass[:, None] * (var + (mean - target_mean) ** 2) for mass, mean, var in stats.values())
+            / total[:, None]
+        )
+        fitted = {"centroids": centroids, "temperature": temperature, "shift": {}, "ratio": {}}
+        for m, (mass, mean, var) in stats.items():
+            ratio = np.sqrt(target_var / np.maximum(var, 1e-12))
+            ratio = np.clip(ratio, 1 / MAX_SPREAD_RATIO, MAX_SPREAD_RATIO)
+            few = mass < MIN_REGION_CELLS
+            # a region a modality (almost) lacks leaves that modality's cells where they are
+            ratio[few], mean[few] = 1.0, target_mean[few]
+            fitted["shift"][m] = np.stack([mean, target_mean])
+            fitted["ratio"][m] = ratio
+        rounds.append(fitted)
+        current = {m: apply_regional_alignment(z, m, [fitted])[0] for m, z in current.items()}
+    return rounds
+
+
+def apply_regional_alignment(
+    z: np.ndarray, modality: str, rounds: list[dict]
+) -> tuple[np.ndarray, np.ndarray]:
+    """``z`` of ``modality`` through every fitted round, and each cell's per-dimension
+    stretch (the map's derivative, for variances). Rows of NaN (cells without data) stay NaN."""
+    out = np.asarray(z, dtype=np.float64)
+    stretch = np.ones_like(out)
+    for fitted in rounds:
+        weights = _memberships(out, fitted["centroids"], fitted["temperature"])
+        mean, target = fitted["shift"][modality]
+        ratio = fitted["ratio"][modality]
+        # sum over regions r of w_r * ((z - mean_r) * ratio_r + target_r)
+        out = out * (weights @ ratio) + weights @ (target - mean * ratio)
+        stretch = stretch * (weights @ ratio)
+    return out.astype(np.float32), stretch.astype(np.float32)
+
+
+def _memberships(z: np.ndarray, centroids: np.ndarray, temperature: float) -> np.ndarray:
+    """Soft region memberships ``(cells, regions)``: a softmax of minus the squared distances
+    to the centroids over ``temperature``; NaN rows get NaN."""
+    out = np.empty((len(z), len(centroids)))
+    for start in range(0, len(z), _CHUNK):
+        logits = -_squared_distances(z[start : start + _CHUNK], centroids) / temperature
+        logits -= logits.max(1, keepdims=True)
+        weights = np.exp(logits)
+        out[start : start + _CHUNK] = weights / weights.sum(1, keepdims=True)
+    return out
+
+
+def _squared_distances(z: np.ndarray, centroids: np.ndarray) -> np.ndarray:
+    return np.maximum((z**2).sum(1)[:, None] - 2 * z @ centroids.T + (centroids**2).sum(1)[None, :], 0.0)
+
+
+def regional_alignment_from_file(rounds: list[dict] | None) -> list[dict] | None:
+    """The fitted rounds as read from a model file (tensors) back as numpy arrays; ``None`` for
+    files written before the alignment existed, whose embeddings stay as they were."""
+    if rounds is None:
+        return None
+    return [
+        {
+            "centroids": np.asarray(fitted["centroids"]),
+            "temperature": float(fitted["temperature"]),
+            "shift": {m: np.asarray(v) for m, v in fitted["shift"].items()},
+            "ratio": {m: np.asarray(v) for m, v in fitted["ratio"].items()},
+        }
+        for fitted in rounds
+    ]
