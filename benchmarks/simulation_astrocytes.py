@@ -68,7 +68,7 @@ def round_trip_foscttm(model, z: np.ndarray, seed: int) -> float:
     encoded = {}
     for m in ("rna", "atac"):
         library = torch.as_tensor(rng.choice(model.library_sizes_[m], len(z)).astype(np.float32))
-        encoded[m] = encode_expected(model, m, model._decode_to_output(m, z, batch, library, "mean", None))
+        encoded[m] = encode_expected(model, m, model._decode(m, z, batch, library, "mean").numpy())
     return foscttm(encoded["rna"], encoded["atac"])
 
 
