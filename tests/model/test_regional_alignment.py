@@ -64,7 +64,8 @@ def test_stretch_nan_rows_and_file_round_trip():
         {
             "centroids": torch.as_tensor(f["centroids"]),
             "temperature": f["temperature"],
-            "shift": {m: torch.as_tensor(v) for m, v in f["shift"].items()},
+            "target": torch.as_tensor(f["target"]),
+            "mean": {m: torch.as_tensor(v) for m, v in f["mean"].items()},
             "ratio": {m: torch.as_tensor(v) for m, v in f["ratio"].items()},
         }
         for f in rounds

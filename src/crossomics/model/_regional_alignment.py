@@ -44,9 +44,9 @@ def fit_regional_alignment(
         nearest = _squared_distances(sample, centroids).min(1)
         # membership temperature: the median squared distance of a cell to its nearest centroid
         temperature = float(max(np.median(nearest), 1e-12))
-        stats = {}
+        stats, memberships = {}, {}
         for m, z in current.items():
-            weights = _memberships(z, centroids, temperature)
+            weights = memberships[m] = _memberships(z, centroids, temperature)
             mass = weights.sum(0)
             mean = weights.T @ z / np.maximum(mass, 1e-12)[:, None]
             second = weights.T @ z**2 / np.maximum(mass, 1e-12)[:, None]
@@ -57,17 +57,23 @@ def fit_regional_alignment(
             sum(mass[:, None] * (var + (mean - target_mean) ** 2) for mass, mean, var in stats.values())
             / total[:, None]
         )
-        fitted = {"centroids": centroids, "temperature": temperature, "shift": {}, "ratio": {}}
+        fitted = {
+            "centroids": centroids,
+            "temperature": temperature,
+            "target": target_mean,
+            "mean": {},
+            "ratio": {},
+        }
         for m, (mass, mean, var) in stats.items():
             ratio = np.sqrt(target_var / np.maximum(var, 1e-12))
             ratio = np.clip(ratio, 1 / MAX_SPREAD_RATIO, MAX_SPREAD_RATIO)
             few = mass < MIN_REGION_CELLS
             # a region a modality (almost) lacks leaves that modality's cells where they are
             ratio[few], mean[few] = 1.0, target_mean[few]
-            fitted["shift"][m] = np.stack([mean, target_mean])
-            fitted["ratio"][m] = ratio
+            fitted["mean"][m], fitted["ratio"][m] = mean, ratio
         rounds.append(fitted)
-        current = {m: apply_regional_alignment(z, m, [fitted])[0] for m, z in current.items()}
+        # the next round fits on float32 embeddings, as returned to users
+        current = {m: _move(z, memberships[m], fitted, m)[0].astype(np.float32) for m, z in current.items()}
     return rounds
 
 
@@ -79,13 +85,19 @@ def apply_regional_alignment(
     out = np.asarray(z, dtype=np.float64)
     stretch = np.ones_like(out)
     for fitted in rounds:
-        weights = _memberships(out, fitted["centroids"], fitted["temperature"])
-        mean, target = fitted["shift"][modality]
-        ratio = fitted["ratio"][modality]
-        # sum over regions r of w_r * ((z - mean_r) * ratio_r + target_r)
-        out = out * (weights @ ratio) + weights @ (target - mean * ratio)
-        stretch = stretch * (weights @ ratio)
+        out, round_stretch = _move(
+            out, _memberships(out, fitted["centroids"], fitted["temperature"]), fitted, modality
+        )
+        stretch = stretch * round_stretch
     return out.astype(np.float32), stretch.astype(np.float32)
+
+
+def _move(z: np.ndarray, weights: np.ndarray, fitted: dict, modality: str) -> tuple[np.ndarray, np.ndarray]:
+    """One round's map of ``z`` given its region memberships ``weights``, and its stretch:
+    the sum over regions r of ``w_r * ((z - mean_r) * ratio_r + target_r)``."""
+    mean, ratio = fitted["mean"][modality], fitted["ratio"][modality]
+    stretch = weights @ ratio
+    return z * stretch + weights @ (fitted["target"] - mean * ratio), stretch
 
 
 def _memberships(z: np.ndarray, centroids: np.ndarray, temperature: float) -> np.ndarray:
@@ -113,7 +125,8 @@ def regional_alignment_from_file(rounds: list[dict] | None) -> list[dict] | None
         {
             "centroids": np.asarray(fitted["centroids"]),
             "temperature": float(fitted["temperature"]),
-            "shift": {m: np.asarray(v) for m, v in fitted["shift"].items()},
+            "target": np.asarray(fitted["target"]),
+            "mean": {m: np.asarray(v) for m, v in fitted["mean"].items()},
             "ratio": {m: np.asarray(v) for m, v in fitted["ratio"].items()},
         }
         for fitted in rounds
