@@ -23,7 +23,18 @@ def _documented_parameters(function) -> list[str]:
 
 
 @pytest.mark.parametrize(
-    "function", [co.SCCROSS.train, co.model.MINNET.train, co.pp.fit_pca, co.pp.fit_lsi, co.pp.lsi]
+    "function",
+    [
+        co.SCCROSS.train,
+        co.model.MINNET.train,
+        co.pp.fit_pca,
+        co.pp.fit_lsi,
+        co.pp.lsi,
+        co.metrics.pearson_per_cell,
+        co.metrics.pearson_per_feature,
+        co.metrics.rmse,
+        co.metrics.marker_correlation,
+    ],
 )
 def test_every_parameter_is_documented_with_shared_text_filled_in(function):
     assert "%(" not in function.__doc__

@@ -36,6 +36,13 @@ random_state
     "param_feature_names": """\
 feature_names
     Optional feature names stored on the result, so callers can check feature order.""",
+    # metrics comparing generated with measured values of the same cells
+    "param_real": """\
+real
+    Measured values, shape ``(n_cells, n_features)``, dense or sparse; usually log-normalised.""",
+    "param_generated": """\
+generated
+    Generated values for the same cells and features.""",
 }
 
 shared_docs = DocstringProcessor(**_SHARED)

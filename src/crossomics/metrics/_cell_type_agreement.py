@@ -7,6 +7,8 @@ import pandas as pd
 import scipy.sparse as sp
 from numpy.typing import ArrayLike
 
+from crossomics._docs import shared_docs
+
 from ._inputs import Matrix, as_labels, as_matrix, check_same_shape
 from ._profile_similarity import pearson_from_centered_sums
 
@@ -54,6 +56,7 @@ def cell_type_proportion_correlation(true_labels: ArrayLike, predicted_labels: A
     )
 
 
+@shared_docs.dedent
 def marker_correlation(
     real: Matrix, generated: Matrix, labels: ArrayLike, n_markers: int = 5, entries: str = "matrix"
 ) -> float:
@@ -75,10 +78,8 @@ def marker_correlation(
 
     Parameters
     ----------
-    real
-        Measured values, shape ``(n_cells, n_features)``, dense or sparse; usually log-normalised.
-    generated
-        Generated values for the same cells and features.
+    %(param_real)s
+    %(param_generated)s
     labels
         Cell type of each cell (the real annotation), length ``n_cells``; at least two types.
     n_markers

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from crossomics._docs import shared_docs
+
 from ._inputs import Matrix, as_matrix, check_same_shape, iter_row_blocks
 
 
@@ -20,13 +22,13 @@ def pearson_from_centered_sums(cross: np.ndarray, ss_a: np.ndarray, ss_b: np.nda
     return np.divide(cross, denom, out=np.full_like(cross, np.nan), where=denom > 0)
 
 
+@shared_docs.dedent
 def pearson_per_cell(real: Matrix, generated: Matrix) -> np.ndarray:
     """Pearson correlation between the real and generated profile of each cell.
 
     Parameters
     ----------
-    real
-        Measured values, shape ``(n_cells, n_features)``, dense or sparse; usually log-normalised.
+    %(param_real)s
     generated
         Generated (e.g. cross-modal predicted) values for the same cells and features.
 
@@ -57,15 +59,14 @@ def pearson_per_cell(real: Matrix, generated: Matrix) -> np.ndarray:
     return out
 
 
+@shared_docs.dedent
 def pearson_per_feature(real: Matrix, generated: Matrix) -> np.ndarray:
     """Pearson correlation between real and generated values of each feature across cells.
 
     Parameters
     ----------
-    real
-        Measured values, shape ``(n_cells, n_features)``, dense or sparse; usually log-normalised.
-    generated
-        Generated values for the same cells and features.
+    %(param_real)s
+    %(param_generated)s
 
     Returns
     -------
@@ -97,15 +98,14 @@ def pearson_per_feature(real: Matrix, generated: Matrix) -> np.ndarray:
     return pearson_from_centered_sums(cross, ss_real, ss_generated)
 
 
+@shared_docs.dedent
 def rmse(real: Matrix, generated: Matrix) -> float:
     """Root-mean-square error between real and generated values over all entries.
 
     Parameters
     ----------
-    real
-        Measured values, shape ``(n_cells, n_features)``, dense or sparse; usually log-normalised.
-    generated
-        Generated values for the same cells and features.
+    %(param_real)s
+    %(param_generated)s
 
     Returns
     -------
