@@ -132,7 +132,16 @@ class SparseLinearMap(nn.Module):
         return torch.sparse.mm(self._transposed(), x.T.contiguous()).T
 
 
-class GeneSetScores(nn.Module):
+class ComponentProjection(nn.Module):
+    """A fixed input transform whose last step projects on ``components`` (one row per output)."""
+
+    @property
+    def n_output(self) -> int:
+        """Width of the output: the number of rows of the ``components`` buffer."""
+        return self.components.shape[0]
+
+
+class GeneSetScores(ComponentProjection):
     """Gene-set score features (paper eq. 1), reduced by a fixed PCA.
 
     ``x`` (counts) -> optional peak-to-gene map (gene activity) -> ``log1p`` normalisation
@@ -160,10 +169,6 @@ class GeneSetScores(nn.Module):
         self.register_buffer("components", _buffer(components))
         self.register_buffer("score_mean", _buffer(score_mean))
         self.register_buffer("score_std", _buffer(score_std))
-
-    @property
-    def n_output(self) -> int:
-        return self.components.shape[0]
 
     def scores(self, x: torch.Tensor) -> torch.Tensor:
         genes = x if self.feature_to_gene is None else self.feature_to_gene(x)

@@ -17,10 +17,9 @@ import torch
 import torch.nn.functional as F
 from mudata import MuData
 from sklearn.decomposition import PCA
-from torch import nn
 
 from crossomics._constants import CLIP_VALUE, TARGET_SUM
-from crossomics.nn._transforms import _TOTAL_FLOOR, SparseLinearMap, _buffer, _is_csr
+from crossomics.nn._transforms import _TOTAL_FLOOR, ComponentProjection, SparseLinearMap, _buffer, _is_csr
 
 from ._common_genes import check_modalities, checked_values, common_gene_maps
 from ._mnn import cosine_normalize
@@ -143,7 +142,7 @@ def fit_common_gene_space(
     )
 
 
-class CommonGeneProjection(nn.Module):
+class CommonGeneProjection(ComponentProjection):
     """Torch form of :meth:`CommonGeneSpace.transform`, divided by ``output_std``.
 
     Counts -> common-gene counts (fixed 0/1 map) -> ``log1p`` per 1e4 (unless
@@ -195,10 +194,6 @@ class CommonGeneProjection(nn.Module):
             space.clip,
             log_normalize=modality not in space.normalized,
         )
-
-    @property
-    def n_output(self) -> int:
-        return self.components.shape[0]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         genes = self.feature_map(x)

@@ -10,11 +10,17 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 from anndata import AnnData
-from torch import nn
 
 from crossomics._docs import shared_docs
 from crossomics._validation import get_matrix
-from crossomics.nn._transforms import _TOTAL_FLOOR, _buffer, _csr_entries, _csr_like, _is_csr
+from crossomics.nn._transforms import (
+    _TOTAL_FLOOR,
+    ComponentProjection,
+    _buffer,
+    _csr_entries,
+    _csr_like,
+    _is_csr,
+)
 
 from ._input_transforms import (
     FittedProjection,
@@ -198,7 +204,7 @@ def lsi(
     return target if copy else None
 
 
-class TfidfLSI(nn.Module):
+class TfidfLSI(ComponentProjection):
     """LSI: ``standardise(log1p(x / total * idf * scale) @ components.T)``.
 
     The torch form of :class:`LSITransform` (see its ``transform``), with the same numbers.
@@ -211,10 +217,6 @@ class TfidfLSI(nn.Module):
         self.register_buffer("output_mean", _buffer(output_mean))
         self.register_buffer("output_std", _buffer(output_std))
         self.scale = float(scale)
-
-    @property
-    def n_output(self) -> int:
-        return self.components.shape[0]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Dense ``x``, or a CSR ``x`` (inference): TF-IDF keeps zeros at zero."""

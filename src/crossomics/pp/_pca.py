@@ -9,12 +9,18 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 import torch
-from torch import nn
 
 from crossomics._constants import CLIP_VALUE, STD_FLOOR, TARGET_SUM
 from crossomics._docs import shared_docs
 from crossomics._validation import check_number
-from crossomics.nn._transforms import _TOTAL_FLOOR, _buffer, _csr_entries, _csr_like, _is_csr
+from crossomics.nn._transforms import (
+    _TOTAL_FLOOR,
+    ComponentProjection,
+    _buffer,
+    _csr_entries,
+    _csr_like,
+    _is_csr,
+)
 
 from ._input_transforms import (
     FittedProjection,
@@ -140,7 +146,7 @@ def fit_pca(
 
 
 # ---------------------------------------------------------------- torch forms (model buffers)
-class LogNormalizedPCA(nn.Module):
+class LogNormalizedPCA(ComponentProjection):
     """``standardise(log1p(x / total * target_sum)) @ components.T`` with clipping.
 
     The torch form of :class:`PCATransform` (see its ``transform``), with the same numbers.
@@ -155,10 +161,6 @@ class LogNormalizedPCA(nn.Module):
         self.register_buffer("feature_std", _buffer(feature_std))
         self.target_sum = float(target_sum)
         self.clip = float(clip)
-
-    @property
-    def n_output(self) -> int:
-        return self.components.shape[0]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Dense ``x``, or a CSR ``x`` (inference): zeros standardise to a per-feature constant."""
@@ -177,7 +179,7 @@ class LogNormalizedPCA(nn.Module):
         return scaled @ self.components.T
 
 
-class StandardizedPCA(nn.Module):
+class StandardizedPCA(ComponentProjection):
     """``clip((x - mean) / std) @ components.T`` for continuous (already normalised) data."""
 
     def __init__(self, components, feature_mean, feature_std, clip: float = CLIP_VALUE):
@@ -207,10 +209,6 @@ class StandardizedPCA(nn.Module):
             CLIP_VALUE,
         )
         return cls(top_right_singular_vectors(scaled - scaled.mean(0), n_components, seed), mean, std)
-
-    @property
-    def n_output(self) -> int:
-        return self.components.shape[0]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if _is_csr(x):
