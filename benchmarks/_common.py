@@ -69,6 +69,20 @@ def train_sccross(mdata, modalities, annotation, max_epochs, pretrain_epochs, ba
     return model, time.perf_counter() - start
 
 
+def train_paired_sccross(mods: dict, annotation, max_epochs, pretrain_epochs, seed=0):
+    """:func:`train_sccross` on row-matched AnnDatas ``{modality: AnnData}``; returns (model, seconds)."""
+    return train_sccross(paired_mudata(mods), list(mods), annotation, max_epochs, pretrain_epochs, seed=seed)
+
+
+def sccross_epochs(args, full_epochs: int) -> tuple[int, int]:
+    """``max_epochs`` and ``pretrain_epochs`` of a study's SCCROSS from its ``--epochs``, ``--quick``
+    and ``--pretrain-epochs`` arguments: 4 epochs for a quick run, else ``full_epochs``; the first
+    stage takes 40% of them unless given, as in SCCROSS's own default split."""
+    epochs = args.epochs or (4 if args.quick else full_epochs)
+    pretrain = args.pretrain_epochs if args.pretrain_epochs is not None else int(round(0.4 * epochs))
+    return epochs, pretrain
+
+
 def log_normalize(X, target_sum: float = 1e4) -> np.ndarray:
     """Dense ``log1p`` of rows scaled to ``target_sum``."""
     X = X.toarray() if sp.issparse(X) else np.asarray(X, dtype=np.float64)

@@ -49,13 +49,8 @@ def main(argv=None):
     half = np.where(rng.random(n_train) < (0.5 if args.quick else 0.85), "A", "B")
     for a in (rna, atac):
         a.obs["half"] = pd.Categorical(half)
-    model, train_s = cm.train_sccross(
-        cm.paired_mudata({"rna": rna, "atac": atac}),
-        ["rna", "atac"],
-        "mm10",
-        epochs,
-        epochs // 2,
-        seed=args.seed,
+    model, train_s = cm.train_paired_sccross(
+        {"rna": rna, "atac": atac}, "mm10", epochs, epochs // 2, seed=args.seed
     )
     cm.set_threads(args.threads)
     rows_out = []

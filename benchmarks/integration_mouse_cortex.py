@@ -70,6 +70,14 @@ def score(z_rna: np.ndarray, z_atac: np.ndarray, labels: np.ndarray, seed: int =
     return out
 
 
+def timed_training(model, **train_kwargs) -> tuple[EpochTimer, float]:
+    """Train ``model`` quietly, timing every epoch; returns the epoch timer and the total seconds."""
+    timer = EpochTimer(verbose=True)
+    start = time.perf_counter()
+    model.train(callbacks=[timer], enable_progress_bar=False, enable_model_summary=False, **train_kwargs)
+    return timer, time.perf_counter() - start
+
+
 def run_sccross(
     rna,
     atac,
@@ -88,18 +96,13 @@ def run_sccross(
     start = time.perf_counter()
     model = co.SCCROSS(mdata, **(model_kwargs or {}))
     setup_seconds = time.perf_counter() - start
-    timer = EpochTimer(verbose=True)
-    start = time.perf_counter()
-    model.train(
+    timer, train_seconds = timed_training(
+        model,
         max_epochs=max_epochs,
         pretrain_epochs=pretrain_epochs,
         batch_size=batch_size,
-        callbacks=[timer],
-        enable_progress_bar=False,
-        enable_model_summary=False,
         **(train_kwargs or {}),
     )
-    train_seconds = time.perf_counter() - start
     if model.n_pairs_:
         raise RuntimeError(f"the pairing must stay hidden, SCCROSS found {model.n_pairs_}")
     z_rna = model.get_latent_representation(modality="rna")
@@ -149,17 +152,9 @@ def run_multivi(rna, atac, max_epochs: int, batch_size: int, seed: int):
         mdata, batch_key="modality", modalities={"rna_layer": "rna", "atac_layer": "atac", "batch_key": "rna"}
     )
     model = scvi.model.MULTIVI(mdata)
-    timer = EpochTimer(verbose=True)
-    start = time.perf_counter()
-    model.train(
-        max_epochs=max_epochs,
-        batch_size=batch_size,
-        early_stopping=False,
-        callbacks=[timer],
-        enable_progress_bar=False,
-        enable_model_summary=False,
+    timer, train_seconds = timed_training(
+        model, max_epochs=max_epochs, batch_size=batch_size, early_stopping=False
     )
-    train_seconds = time.perf_counter() - start
     z = model.get_latent_representation()
     timing = {
         "setup_s": 0.0,

@@ -61,8 +61,7 @@ def main(argv=None):
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     cm.set_threads(1)
-    epochs = args.epochs or (4 if args.quick else 40)
-    pretrain = args.pretrain_epochs if args.pretrain_epochs is not None else int(round(0.4 * epochs))
+    epochs, pretrain = cm.sccross_epochs(args, full_epochs=40)
     n_cells = args.n_cells if args.n_cells is not None else (800 if args.quick else 0)
     max_cells = 100 if args.quick else 1000
 
@@ -73,9 +72,7 @@ def main(argv=None):
     if n_cells and n_cells < rna.n_obs:
         rows, _ = cm.stratified_split(rna.obs[COND].astype(str), n_cells / rna.n_obs, args.seed)
     rna, adt = rna[rows].copy(), adt[rows].copy()
-    model, train_s = cm.train_sccross(
-        cm.paired_mudata({"rna": rna, "adt": adt}), ["rna", "adt"], None, epochs, pretrain, seed=args.seed
-    )
+    model, train_s = cm.train_paired_sccross({"rna": rna, "adt": adt}, None, epochs, pretrain, seed=args.seed)
     print(f"trained on {len(rows)} cells in {train_s:.0f} s", flush=True)
     import time
 

@@ -81,8 +81,7 @@ def main(argv=None):
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     cm.set_threads(1)
-    epochs = args.epochs or (4 if args.quick else 40)
-    pretrain = args.pretrain_epochs if args.pretrain_epochs is not None else int(round(0.4 * epochs))
+    epochs, pretrain = cm.sccross_epochs(args, full_epochs=40)
     n_cells = args.n_cells if args.n_cells is not None else (800 if args.quick else 3000)
 
     mdata = co.datasets.mouse_motor_cortex()
@@ -94,13 +93,8 @@ def main(argv=None):
         others = np.flatnonzero(labels != GROUP)
         pick, _ = cm.stratified_split(labels[others], (n_cells - len(astro)) / len(others), args.seed)
         rows = np.sort(np.concatenate([astro, others[pick]]))
-    model, train_s = cm.train_sccross(
-        cm.paired_mudata({"rna": rna_all[rows], "atac": atac_all[rows]}),
-        ["rna", "atac"],
-        "mm10",
-        epochs,
-        pretrain,
-        seed=args.seed,
+    model, train_s = cm.train_paired_sccross(
+        {"rna": rna_all[rows], "atac": atac_all[rows]}, "mm10", epochs, pretrain, seed=args.seed
     )
     print(f"trained on {len(rows)} cells in {train_s:.0f} s", flush=True)
     predict = cm.cell_type_classifier(rna_all.X, labels, args.seed)
