@@ -179,11 +179,7 @@ class SCCROSS(
         self.init_params_ = self._get_init_params(locals())
         setup = self.adata_manager.registry["setup_args"]
         self._set_data_description(
-            modalities=setup["modalities"],
-            likelihoods=setup["likelihoods"],
-            kinds=setup["kinds"],
-            layers=setup["layers"],
-            batch_keys=setup["batch_keys"],
+            setup,
             feature_names={m: mdata.mod[m].var_names for m in setup["modalities"]},
             batch_categories={
                 m: list(self.adata_manager.get_state_registry(batch_key(m))["categorical_mapping"])
@@ -247,15 +243,18 @@ class SCCROSS(
         self.train_encoders_ = train_encoders
         self.reference_data_: dict[str, AnnData] = dict(reference_data or {})
 
-    def _set_data_description(
-        self, modalities, likelihoods, kinds, layers, batch_keys, feature_names, batch_categories
-    ) -> None:
-        """What the model knows about its data: names, kinds, layers, features and batches."""
-        self.modalities_: list[str] = list(modalities)
-        self.likelihoods_: dict[str, str] = dict(likelihoods)
-        self.kinds_: dict[str, str] = dict(kinds)
-        self.layers_: dict[str, str | None] = dict(layers)
-        self.batch_keys_: dict[str, str | None] = dict(batch_keys)
+    def _set_data_description(self, setup: Mapping, feature_names, batch_categories) -> None:
+        """What the model knows about its data: names, kinds, layers, features and batches.
+
+        ``setup`` holds the arguments of :meth:`setup_mudata` by name (``modalities``,
+        ``likelihoods``, ``kinds``, ``layers``, ``batch_keys``): the registry's setup arguments,
+        or the state of a model file, which stores them under the same names.
+        """
+        self.modalities_: list[str] = list(setup["modalities"])
+        self.likelihoods_: dict[str, str] = dict(setup["likelihoods"])
+        self.kinds_: dict[str, str] = dict(setup["kinds"])
+        self.layers_: dict[str, str | None] = dict(setup["layers"])
+        self.batch_keys_: dict[str, str | None] = dict(setup["batch_keys"])
         self.feature_names_: dict[str, pd.Index] = {m: pd.Index(feature_names[m]) for m in self.modalities_}
         self.batch_categories_: dict[str, list] = {m: list(batch_categories[m]) for m in self.modalities_}
 
@@ -316,13 +315,7 @@ class SCCROSS(
     def _restore_artifact(self, payload: dict) -> None:
         state = payload["state"]
         self._set_data_description(
-            modalities=state["modalities"],
-            likelihoods=state["likelihoods"],
-            kinds=state["kinds"],
-            layers=state["layers"],
-            batch_keys=state["batch_keys"],
-            feature_names=state["feature_names"],
-            batch_categories=state["batch_categories"],
+            state, feature_names=state["feature_names"], batch_categories=state["batch_categories"]
         )
         transforms = {
             group: {m: rebuild_transform(d) for m, d in payload["transforms"][group].items()}
