@@ -133,8 +133,10 @@ class SCCROSS(
         After training, the joint space is split into this many k-means regions, and within
         each, every modality's embedding is moved onto the mean and spread of all modalities'
         cells there (a smooth map fitted once and kept with the model, so queries are mapped
-        the same way). The training objective leaves each modality's cloud a small offset of its
-        own within a cell type, enough to decide most nearest neighbours. ``None`` returns the
+        the same way). With ``batch_keys``, each batch of a modality is moved by its own map,
+        as Harmony moves batches; a query's new batches take their modality's. The training
+        objective leaves each modality's cloud a small offset of its own within a cell type,
+        enough to decide most nearest neighbours. ``None`` returns the
         aligners' embedding as it is (measured in ``docs/concepts.md``, "One joint space").
 
     Examples

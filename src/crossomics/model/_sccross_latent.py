@@ -78,7 +78,7 @@ class SCCROSSLatentMixin(SCCROSSDataMixin):
     ):
         """One modality's joint latents; ``aligned=False`` skips the regional alignment (the space
         the module's own encodings live in, which perturbation compares them with)."""
-        X, _, _ = self._modality_data(modality, adata, indices)
+        X, _, batches = self._modality_data(modality, adata, indices)
         self.module.eval()
         n_latent = self.module.n_latent
 
@@ -91,7 +91,7 @@ class SCCROSSLatentMixin(SCCROSSDataMixin):
         values = self._encode_measured(modality, X, encode, batch_size, n_latent * (2 if return_dist else 1))
         z, variance = values[:, :n_latent], values[:, n_latent:]
         if aligned and self.regional_alignment_ is not None:
-            z, stretch = apply_regional_alignment(z, modality, self.regional_alignment_)
+            z, stretch = apply_regional_alignment(z, modality, self.regional_alignment_, batches)
             if return_dist:
                 variance = variance * stretch**2
         return (z, variance) if return_dist else z

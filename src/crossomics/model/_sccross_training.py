@@ -135,11 +135,14 @@ class SCCROSSTrainingMixin(SCCROSSDataMixin):
         modalities = [m for m in self.modalities_ if m in self.adata.mod]
         if n_regions is None or len(modalities) < 2:
             return
-        embeddings = {}
+        embeddings, batches = {}, {}
         for m in modalities:
             z = self._latent(m, None, None, aligned=False)
-            embeddings[m] = z[~np.isnan(z).any(1)]
-        self.regional_alignment_ = fit_regional_alignment(embeddings, n_regions, seed=settings.seed or 0)
+            measured = ~np.isnan(z).any(1)
+            embeddings[m], batches[m] = z[measured], self._modality_data(m)[2][measured]
+        self.regional_alignment_ = fit_regional_alignment(
+            embeddings, n_regions, seed=settings.seed or 0, batches=batches
+        )
 
     def _checked_pretrain_epochs(self, is_query: bool, pretrain_epochs: int | None, max_epochs: int) -> int:
         """Epochs of stage 1 (default 40% of ``max_epochs``, none for a query), checked, once the
