@@ -338,5 +338,6 @@ def umap_grid(coordinates: dict[str, np.ndarray], labels, modality, title: str):
                     frameon=False,
                 )
     fig.suptitle(title)
-    fig.tight_layout()
+    # tight_layout ignores the suptitle: keep about 0.4 inch above the top row for it
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.4 / fig.get_figheight()))
     return fig
