@@ -43,7 +43,7 @@ def fit_regional_alignment(
     (``{modality: (cells,)}``, codes 0, 1, ...); every value is a plain array, ready for a model
     file."""
     current = {m: np.asarray(z, dtype=np.float64) for m, z in embeddings.items()}
-    batches = {m: _codes(batches, m, len(z)) for m, z in current.items()}
+    batches = {m: _codes((batches or {}).get(m), m, len(z)) for m, z in current.items()}
     rounds = []
     rng = np.random.default_rng(seed)
     for _ in range(n_rounds):
@@ -73,10 +73,12 @@ def fit_regional_alignment(
             "batch_mean": {},
             "batch_ratio": {},
         }
+        # a region a modality (almost) lacks leaves that modality's cells where they are
+        identity = (target_mean, np.ones_like(target_mean))
         for m, moments in stats.items():
-            # a region a modality (almost) lacks leaves that modality's cells where they are
-            identity = (target_mean, np.ones_like(target_mean))
             fitted["mean"][m], fitted["ratio"][m] = _region_map(moments, target_mean, target_var, identity)
+            if batches[m].max() == 0:
+                continue  # one batch: its map is the modality's
             per_batch = [
                 _region_map(
                     _region_moments(current[m][batches[m] == b], memberships[m][batches[m] == b]),
@@ -97,11 +99,11 @@ def fit_regional_alignment(
     return rounds
 
 
-def _codes(batches: dict[str, np.ndarray] | None, modality: str, n_cells: int) -> np.ndarray:
+def _codes(codes: np.ndarray | None, modality: str, n_cells: int) -> np.ndarray:
     """Batch codes of ``modality``'s cells (all 0 without batches), checked."""
-    if batches is None or batches.get(modality) is None:
+    if codes is None:
         return np.zeros(n_cells, dtype=np.int64)
-    codes = np.asarray(batches[modality], dtype=np.int64)
+    codes = np.asarray(codes, dtype=np.int64)
     if codes.shape != (n_cells,) or (codes < 0).any():
         raise ValueError(f"batch codes of {modality!r} must be {n_cells} non-negative integers")
     return codes
@@ -132,7 +134,7 @@ def apply_regional_alignment(
     cell's per-dimension stretch (the map's derivative, for variances). Rows of NaN (cells
     without data) stay NaN."""
     out = np.asarray(z, dtype=np.float64)
-    codes = _codes({modality: batches}, modality, len(out))
+    codes = _codes(batches, modality, len(out))
     stretch = np.ones_like(out)
     for fitted in rounds:
         out, round_stretch = _move(
@@ -151,8 +153,10 @@ def _move(
     batch_mean, batch_ratio = fitted.get("batch_mean", {}), fitted.get("batch_ratio", {})
     n_fitted = len(batch_mean[modality]) if modality in batch_mean else 0
     out, stretch = np.empty_like(z), np.empty_like(z)
-    for code in np.unique(codes):
-        rows = codes == code
+    groups = np.unique(codes)
+    for code in groups:
+        # one group (the usual case): every row, without copying the arrays through a mask
+        rows = slice(None) if len(groups) == 1 else codes == code
         if code < n_fitted:
             mean, ratio = batch_mean[modality][code], batch_ratio[modality][code]
         else:
