@@ -7,17 +7,22 @@ cell-type structure stays and no two cells are identical (a cell left without co
 source's counts). RNA and ATAC are given unpaired (different obs_names), as in the integration
 benchmark.
 
-Each size runs in its own subprocess, so the peak resident memory (``ru_maxrss``) is that size's
-alone. A full epoch at 300k cells takes long on 2 CPU cores, so each size trains a fixed number
-of steps (``--steps`` per stage: ``limit_train_batches``, one stage-1 epoch then one stage-2
-epoch, 2 validation batches); the seconds per epoch are *extrapolated* as the median step time
-times the steps of a full epoch (``ceil(N / batch_size)``; validation not included).
-``setup_s`` is the model construction (input projections, graphs, gene-set scores, MNN prior),
-which runs once per model and grows with N.
+Each size is made once and written to an ``.h5mu`` file (``--data-dir``); every row then runs
+in its own subprocess that reads it, in memory or backed (``mudata.read_h5mu(path,
+backed=True)``: counts stay on disk and are read a minibatch or block at a time), so the peak
+resident memory (``ru_maxrss``) is that row's alone. A full epoch at 1M cells takes long on 2
+CPU cores, so each row trains a fixed number of steps (``--steps`` per stage:
+``limit_train_batches``, one stage-1 epoch then one stage-2 epoch, 2 validation batches); the
+seconds per epoch are *extrapolated* as the median step time times the steps of a full epoch
+(``ceil(N / batch_size / processes)``; validation not included). ``setup_s`` is the model
+construction (input projections, graphs, gene-set scores, MNN prior on at most
+``n_fit_cells`` cells per modality, and the prior of the other cells). ``--ddp-size`` adds rows
+at that size trained by 2 processes (Lightning ``strategy="ddp"``, 1 thread each) and by 1
+process with 2 threads.
 
-Run ``python benchmarks/scaling_sccross.py`` (10k, 30k, 100k, 300k) or ``--quick`` (10k and 30k
-only); ``--sizes`` picks others. Writes ``benchmarks/results/scaling_sccross[_quick].{csv,md}``
-and ``*.png``.
+Run ``python benchmarks/scaling_sccross.py`` (10k, 100k, 300k, 1M, in memory and backed, DDP
+at 100k) or ``--quick`` (10k and 30k in memory only); ``--sizes`` and ``--storage`` pick others.
+Writes ``benchmarks/results/scaling_sccross[_quick].{csv,md}`` and ``*.png``.
 """
 
 from __future__ import annotations
@@ -93,18 +98,31 @@ class StepTimer(pl.Callback):
         self.steps.append((stage, time.perf_counter() - self._start))
 
 
-def run_size(n_cells: int, steps: int, batch_size: int, seed: int, model_kwargs: dict) -> dict:
-    """Build the synthetic data, construct SCCROSS and time ``steps`` steps of each stage."""
+def data_file(data_dir: Path, n_cells: int, seed: int) -> Path:
+    return data_dir / f"cortex_resampled_{n_cells}_seed{seed}.h5mu"
+
+
+def prepare(n_cells: int, seed: int, data_dir: Path) -> None:
+    """Write the synthetic data of ``n_cells`` cells (once: an existing file is kept)."""
+    path = data_file(data_dir, n_cells, seed)
+    if not path.exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        synthetic_unpaired(n_cells, seed).write(path.with_suffix(".partial"))
+        path.with_suffix(".partial").rename(path)
+
+
+def run_row(n_cells: int, storage: str, processes: int, threads: int, args) -> dict | None:
+    """Read the data, construct SCCROSS and time ``args.steps`` steps of each stage; ``None``
+    on ranks other than 0 of a multi-process run."""
+    set_threads(threads)
+    path = data_file(args.data_dir, n_cells, args.seed)
     start = time.perf_counter()
-    mdata = synthetic_unpaired(n_cells, seed)
+    mdata = md.read_h5mu(path, backed=storage == "backed")
     data_seconds = time.perf_counter() - start
-    data_gb = (
-        sum(m.X.data.nbytes + m.X.indices.nbytes + m.X.indptr.nbytes for m in mdata.mod.values()) / 1024**3
-    )
-    scvi.settings.seed = seed
+    scvi.settings.seed = args.seed
     co.SCCROSS.setup_mudata(mdata, modalities=["rna", "atac"], gene_annotation="mm10")
     start = time.perf_counter()
-    model = co.SCCROSS(mdata, **model_kwargs)
+    model = co.SCCROSS(mdata, **args.model_kwargs)
     setup_seconds = time.perf_counter() - start
     rss_after_setup = peak_rss_gb()
     timer = StepTimer(pretrain_epochs=1)
@@ -112,18 +130,31 @@ def run_size(n_cells: int, steps: int, batch_size: int, seed: int, model_kwargs:
     model.train(
         max_epochs=2,
         pretrain_epochs=1,
-        batch_size=batch_size,
+        batch_size=args.batch_size,
         callbacks=[timer],
-        limit_train_batches=steps,
+        limit_train_batches=args.steps,
         limit_val_batches=2,
         enable_progress_bar=False,
         enable_model_summary=False,
+        accelerator="cpu",
+        devices=processes,
+        **({"strategy": "ddp"} if processes > 1 else {}),
     )
     train_seconds = time.perf_counter() - start
+    if not model.trainer.is_global_zero:
+        return None
     times = np.asarray([t for _, t in timer.steps])
     stages = np.asarray([s for s, _ in timer.steps])
-    steps_per_epoch = math.ceil(n_cells / batch_size)
-    row = {"n_cells": n_cells, "data_s": data_seconds, "data_gb": data_gb, "setup_s": setup_seconds}
+    steps_per_epoch = math.ceil(n_cells / args.batch_size / processes)
+    row = {
+        "n_cells": n_cells,
+        "storage": storage,
+        "processes": processes,
+        "threads": threads,
+        "read_s": data_seconds,
+        "file_gb": path.stat().st_size / 1024**3,
+        "setup_s": setup_seconds,
+    }
     for stage in (1, 2):
         # the first step of a stage includes warm-up; the median ignores it
         median = float(np.median(times[stages == stage])) if (stages == stage).any() else np.nan
@@ -131,7 +162,6 @@ def run_size(n_cells: int, steps: int, batch_size: int, seed: int, model_kwargs:
         row[f"est_s_per_epoch_stage{stage}"] = median * steps_per_epoch
     row.update(
         {
-            "steps_timed": len(times),
             "steps_per_epoch": steps_per_epoch,
             "train_s_timed": train_seconds,
             "peak_rss_after_setup_gb": rss_after_setup,
@@ -147,59 +177,79 @@ def plot(table: pd.DataFrame, title: str):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    single = table[(table["processes"] == 1) & (table["threads"] == 1)]
     fig, axes = plt.subplots(1, 3, figsize=(14, 4))
-    for ax, (columns, ylabel) in zip(
-        axes,
-        [
-            (["est_s_per_epoch_stage1", "est_s_per_epoch_stage2"], "seconds / epoch (extrapolated)"),
-            (["setup_s"], "model construction (s)"),
-            (["peak_rss_after_setup_gb", "peak_rss_gb"], "peak RSS (GB)"),
-        ],
-        strict=True,
-    ):
-        for column in columns:
-            ax.plot(table["n_cells"], table[column], marker="o", label=column)
+    panels = [
+        (["est_s_per_epoch_stage1", "est_s_per_epoch_stage2"], "seconds / epoch (extrapolated)"),
+        (["setup_s"], "model construction (s)"),
+        (["peak_rss_gb"], "peak RSS (GB)"),
+    ]
+    for ax, (columns, ylabel) in zip(axes, panels, strict=True):
+        for storage, rows in single.groupby("storage"):
+            for column in columns:
+                style = "-" if storage == "memory" else "--"
+                ax.plot(rows["n_cells"], rows[column], style, marker="o", label=f"{column} ({storage})")
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("cells per modality")
         ax.set_ylabel(ylabel)
         ax.legend(fontsize=7)
     fig.suptitle(title)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.94))
     return fig
+
+
+def planned_rows(args) -> list[tuple[int, str, int, int]]:
+    """``(cells, storage, processes, threads)`` of every row of the study."""
+    if args.quick:
+        return [(n, "memory", 1, 1) for n in (10_000, 30_000)]
+    sizes = args.sizes or [10_000, 100_000, 300_000, 1_000_000]
+    rows = [(n, storage, 1, 1) for n in sizes for storage in args.storage]
+    if args.ddp_size:
+        rows += [(args.ddp_size, "memory", 2, 1), (args.ddp_size, "memory", 1, 2)]
+    return rows
 
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="10k and 30k cells only")
+    parser.add_argument("--quick", action="store_true", help="10k and 30k cells in memory only")
     parser.add_argument("--sizes", type=int, nargs="+", default=None)
+    parser.add_argument("--storage", nargs="+", choices=["memory", "backed"], default=["memory", "backed"])
+    parser.add_argument("--ddp-size", type=int, default=100_000, help="cells of the 2-process rows; 0: none")
     parser.add_argument("--steps", type=int, default=30, help="training steps timed per stage")
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--model-kwargs", type=json.loads, default={}, help="JSON of SCCROSS arguments")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--data-dir", type=Path, default=Path("/tmp/crossomics_scaling"))
     parser.add_argument("--assemble-only", action="store_true", help="rewrite the report from the CSV")
-    parser.add_argument("--worker-size", type=int, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--prepare", type=int, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    set_threads(1)
     stem = RESULTS / ("scaling_sccross" + ("_quick" if args.quick else ""))
-    if args.worker_size:
-        row = run_size(args.worker_size, args.steps, args.batch_size, args.seed, args.model_kwargs)
-        print("RESULT " + json.dumps(row), flush=True)
+    if args.prepare:
+        prepare(args.prepare, args.seed, args.data_dir)
         return
-    sizes = args.sizes or ([10_000, 30_000] if args.quick else [10_000, 30_000, 100_000, 300_000])
-    rows, failures = [], []
-    if args.assemble_only:
-        sizes, rows = [], pd.read_csv(stem.with_suffix(".csv")).to_dict("records")
+    if args.worker:
+        n_cells, storage, processes, threads = args.worker.split(",")
+        row = run_row(int(n_cells), storage, int(processes), int(threads), args)
+        if row is not None:
+            print("RESULT " + json.dumps(row), flush=True)
+        return
+    planned = [] if args.assemble_only else planned_rows(args)
+    rows = pd.read_csv(stem.with_suffix(".csv")).to_dict("records") if args.assemble_only else []
+    failures = []
     forwarded = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--quick"]
-    for n_cells in sizes:
-        command = [sys.executable, str(Path(__file__).resolve()), *forwarded, "--worker-size", str(n_cells)]
-        print(f"[scaling] {n_cells:,} cells", flush=True)
+    script = [sys.executable, str(Path(__file__).resolve()), *forwarded]
+    for n_cells in sorted({n for n, *_ in planned}):
+        subprocess.run([*script, "--prepare", str(n_cells)], check=True)
+    for n_cells, storage, processes, threads in planned:
+        label = f"{n_cells:,} cells, {storage}, {processes} process(es) x {threads} thread(s)"
+        print(f"[scaling] {label}", flush=True)
+        command = [*script, "--worker", f"{n_cells},{storage},{processes},{threads}"]
         done = subprocess.run(command, stdout=subprocess.PIPE, text=True, check=False)
         results = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
         if done.returncode != 0 or not results:
-            failures.append(
-                f"{n_cells:,} cells: exit {done.returncode} (137/-9: killed, usually out of memory)"
-            )
+            failures.append(f"{label}: exit {done.returncode} (137/-9: killed, usually out of memory)")
             print(f"[scaling] {failures[-1]}", flush=True)
             continue
         rows.append(json.loads(results[-1].removeprefix("RESULT ")))
@@ -212,11 +262,14 @@ def main(argv=None) -> None:
         "",
         *results_header(args.seed, settings),
         "",
-        f"Each size is a separate subprocess; {args.steps} training steps of each stage were timed and "
-        "`est_s_per_epoch_stage*` = median step time x `steps_per_epoch` (extrapolated, validation "
-        "excluded). `setup_s`: model construction (projections, graphs, gene-set scores, MNN prior); "
-        "`data_s` / `data_gb`: making and holding the synthetic counts; `peak_rss_*`: the subprocess's "
-        "peak resident memory after construction and at the end.",
+        f"Each row is a separate subprocess reading the size's `.h5mu` file in memory or backed; "
+        f"{args.steps} training steps of each stage were timed and `est_s_per_epoch_stage*` = median "
+        "step time x `steps_per_epoch` (extrapolated, validation excluded; with 2 processes each "
+        "takes half the steps of an epoch). `setup_s`: model construction (projections, graphs, "
+        "gene-set scores and MNN prior on at most `n_fit_cells` = 50,000 cells per modality, then "
+        "the prior of the other cells); `read_s`: reading the file; `file_gb`: its size; "
+        "`peak_rss_*`: the subprocess's peak resident memory after construction and at the end "
+        "(rank 0's with 2 processes).",
         "",
     ]
     if len(table):
@@ -225,7 +278,7 @@ def main(argv=None) -> None:
         save_figure(plot(table, title), stem.with_suffix(".png"))
         lines += [f"Figure: `{stem.name}.png`.", ""]
     if failures:
-        lines += ["Sizes that did not finish:", "", *[f"- {f}" for f in failures], ""]
+        lines += ["Rows that did not finish:", "", *[f"- {f}" for f in failures], ""]
     stem.with_suffix(".md").write_text("\n".join(lines))
     print("\n".join(lines), flush=True)
     if failures:

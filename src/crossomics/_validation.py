@@ -12,16 +12,21 @@ import numpy as np
 import scipy.sparse as sp
 from anndata import AnnData
 
+from crossomics._backed import BackedRows, is_backed
+
 
 def get_matrix(adata: AnnData, layer: str | None = None, name: str = "adata"):
-    """Return ``adata.layers[layer]`` (or ``adata.X``), raising a clear error if it is missing."""
+    """Return ``adata.layers[layer]`` (or ``adata.X``), raising a clear error if it is missing;
+    a matrix left on disk (backed AnnData) as :class:`~crossomics._backed.BackedRows`."""
     if layer is None:
         if adata.X is None:
             raise ValueError(f"{name} has no .X; pass layer= naming the layer that holds the data")
-        return adata.X
-    if layer not in adata.layers:
+        X = adata.X
+    elif layer not in adata.layers:
         raise ValueError(f"{name} has no layer {layer!r}; available layers: {list(adata.layers)}")
-    return adata.layers[layer]
+    else:
+        X = adata.layers[layer]
+    return BackedRows(X, name=name) if is_backed(X) else X
 
 
 def _values(X) -> np.ndarray:
@@ -31,7 +36,11 @@ def _values(X) -> np.ndarray:
 
 
 def check_finite(X, name: str) -> None:
-    """Raise if ``X`` holds NaN or infinite values."""
+    """Raise if ``X`` holds NaN or infinite values (read a block at a time when on disk)."""
+    if isinstance(X, BackedRows):
+        for _, block in X.blocks():
+            check_finite(block, name)
+        return
     values = _values(X)
     if np.issubdtype(values.dtype, np.floating) and not np.isfinite(values).all():
         n_bad = int((~np.isfinite(values)).sum())
@@ -39,7 +48,12 @@ def check_finite(X, name: str) -> None:
 
 
 def check_counts(X, name: str, hint: str = "") -> None:
-    """Raise if ``X`` is not a matrix of non-negative integer counts."""
+    """Raise if ``X`` is not a matrix of non-negative integer counts (read a block at a time
+    when on disk)."""
+    if isinstance(X, BackedRows):
+        for _, block in X.blocks():
+            check_counts(block, name, hint)
+        return
     check_finite(X, name)
     values = _values(X)
     if values.size and values.min() < 0:
@@ -67,6 +81,10 @@ def is_count_matrix(X) -> bool:
 
 def check_nonnegative(X, name: str, hint: str = "") -> None:
     """Raise if ``X`` holds NaN, infinite or negative values."""
+    if isinstance(X, BackedRows):
+        for _, block in X.blocks():
+            check_nonnegative(block, name, hint)
+        return
     check_finite(X, name)
     values = _values(X)
     if values.size and values.min() < 0:

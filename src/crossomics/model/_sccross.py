@@ -6,7 +6,6 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 import torch
 from anndata import AnnData
 from mudata import MuData
@@ -14,14 +13,20 @@ from scvi import settings
 from scvi.model.base import BaseModelClass
 
 from crossomics import pp
+from crossomics._backed import BackedRows, as_rows
 from crossomics.model._artifact import ModelFileMixin, describe_transform, rebuild_transform
+from crossomics.model._fit_sample import extend_prior, stratified_sample
 from crossomics.model._regional_alignment import regional_alignment_from_file
 from crossomics.model._registration import check_registered
 from crossomics.model._sccross_checks import check_init_arguments
-from crossomics.model._sccross_data import rows_of_all_cells
 from crossomics.model._sccross_differential import SCCROSSDifferentialMixin
 from crossomics.model._sccross_generation import SCCROSSGenerationMixin
-from crossomics.model._sccross_inputs import fit_encoder_inputs, normalized_modalities
+from crossomics.model._sccross_inputs import (
+    apply_in_chunks,
+    fit_common_gene_features,
+    fit_encoder_inputs,
+    normalized_modalities,
+)
 from crossomics.model._sccross_latent import SCCROSSLatentMixin
 from crossomics.model._sccross_perturbation import SCCROSSPerturbationMixin
 from crossomics.model._sccross_query import SCCROSSQueryMixin
@@ -139,6 +144,14 @@ class SCCROSS(
         enough to decide most nearest neighbours. ``None`` returns the
         aligners' embedding as it is (measured in ``docs/concepts.md``, "One joint space").
 
+    n_fit_cells
+        The fixed encoder inputs, the decoders' starting point and the MNN prior are fitted on
+        at most this many cells per modality, sampled in proportion to the batches; every
+        other cell takes the mean prior of its 15 nearest sampled cells in the modality's
+        projection. Construction then costs and holds in memory the same at a million cells
+        as at ``n_fit_cells``, also for backed data (``mudata.read_h5mu(path, backed=True)``,
+        whose counts are read a minibatch at a time). ``None`` fits on every cell.
+
     Examples
     --------
     >>> import crossomics as co
@@ -174,6 +187,7 @@ class SCCROSS(
         mnn_similarity: str = "inner_product",
         prior_kwargs: dict | None = None,
         n_alignment_regions: int | None = 30,
+        n_fit_cells: int | None = 50_000,
     ):
         check_registered(type(self), mdata)
         check_init_arguments(locals())
@@ -189,14 +203,20 @@ class SCCROSS(
             },
         )
         seed = settings.seed or 0
-        matrices, measured = {}, {}
+        data, measured, fit_rows, matrices, row_sums = {}, {}, {}, {}, {}
         for m in self.modalities_:
-            X = self.adata_manager.get_from_registry(data_key(m))
-            X = sp.csr_matrix(X) if sp.issparse(X) else np.asarray(X)
-            measured[m] = self._measured_cells(m, X)
-            matrices[m] = X if measured[m].all() else X[measured[m]]
+            data[m] = as_rows(self.adata_manager.get_from_registry(data_key(m)), f"modality {m!r}")
+            row_sums[m] = np.asarray(data[m].sum(1)).ravel()
+            measured[m] = self._measured_cells(m, data[m], row_sums[m])
+            codes = np.asarray(self.adata_manager.get_from_registry(batch_key(m))).ravel()
+            fit_rows[m] = stratified_sample(
+                np.flatnonzero(measured[m]), codes[measured[m]], n_fit_cells, seed
+            )
+            matrices[m] = data[m] if len(fit_rows[m]) == len(measured[m]) else data[m][fit_rows[m]]
+            if isinstance(matrices[m], BackedRows):
+                matrices[m] = matrices[m].to_memory()
         # cells without counts in a modality take no part in fitting it (setup_mudata warned)
-        fit_data = _measured_mudata(mdata, measured)
+        fit_data = _fit_mudata(mdata, fit_rows, matrices, setup["layers"])
         transforms = fit_encoder_inputs(
             fit_data,
             matrices,
@@ -218,26 +238,50 @@ class SCCROSS(
         for m in self.modalities_:
             # decoders start at the data's marginal (see BatchAffineLikelihood.initialize_from_data)
             self.module.likelihood[m].initialize_from_data(matrices[m])
-        self.library_sizes_ = {m: np.asarray(matrices[m].sum(1)).ravel() for m in self.modalities_}
-        prior = pp.mnn_prior(
-            fit_data,
-            self.modalities_,
-            kinds=self.kinds_,
-            gene_annotation=setup["gene_annotation"],
-            protein_to_gene=setup["protein_to_gene"],
-            layers=setup["layers"],
-            normalized=normalized_modalities(self.likelihoods_),
-            random_state=seed,
-            **{"n_comps": 20, "n_metacells": "auto", **(prior_kwargs or {})},
+        self.library_sizes_ = {m: row_sums[m][measured[m]] for m in self.modalities_}
+        self.mnn_prior_: dict[str, np.ndarray] | None = self._fit_prior(
+            fit_data, data, matrices, measured, fit_rows, n_components, prior_kwargs, seed
         )
-        # one prior row per row of the modality (NaN for cells left out), as the data loaders index it
-        self.mnn_prior_: dict[str, np.ndarray] | None = {
-            m: rows_of_all_cells(prior[m], measured[m]) for m in self.modalities_
-        }
         self.n_pairs_: dict[str, int] | None = None
         self.regional_alignment_: list[dict] | None = None
         self._data = {m: mdata.mod[m] for m in self.modalities_}
         self._set_reference_mapping_state()
+
+    def _fit_prior(self, fit_data, data, matrices, measured, fit_rows, n_components, prior_kwargs, seed):
+        """The MNN prior of every row of every modality (NaN for cells left out, as the data
+        loaders index it): fitted on the fit sample, interpolated for the other cells in the
+        common-gene space (the encoders' own projection, or one fitted for this alone when
+        ``common_gene_features=False``)."""
+        setup = self.adata_manager.registry["setup_args"]
+        views = {
+            "kinds": self.kinds_,
+            "gene_annotation": setup["gene_annotation"],
+            "protein_to_gene": setup["protein_to_gene"],
+            "layers": setup["layers"],
+            "normalized": normalized_modalities(self.likelihoods_),
+        }
+        prior = pp.mnn_prior(
+            fit_data,
+            self.modalities_,
+            random_state=seed,
+            **views,
+            **{"n_comps": 20, "n_metacells": "auto", **(prior_kwargs or {})},
+        )
+        spaces = dict(self.module.common_genes)
+        if not spaces and any(len(fit_rows[m]) < measured[m].sum() for m in self.modalities_):
+            spaces = fit_common_gene_features(
+                fit_data, self.modalities_, matrices, n_components, seed, **views
+            )
+        rows = {}
+        for m in self.modalities_:
+            rows[m] = np.full((len(measured[m]), prior[m].shape[1]), np.nan, dtype=np.float32)
+            rows[m][fit_rows[m]] = prior[m]
+            outside = measured[m].copy()
+            outside[fit_rows[m]] = False
+            if outside.any():
+                sampled = apply_in_chunks(spaces[m], matrices[m])
+                rows[m][outside] = extend_prior(spaces[m], data[m][outside], sampled, prior[m])
+        return rows
 
     def _set_reference_mapping_state(self, reference_batches=None, train_encoders=False, reference_data=None):
         """What :meth:`load_query_data` records: the reference's batch counts and data."""
@@ -366,10 +410,21 @@ class SCCROSS(
         return best
 
 
-def _measured_mudata(mdata: MuData, measured: dict[str, np.ndarray]) -> MuData:
-    """``mdata`` with each modality restricted to its measured cells (``mdata`` itself when all are)."""
-    if all(mask.all() for mask in measured.values()):
+def _fit_mudata(mdata: MuData, fit_rows: dict[str, np.ndarray], matrices: dict, layers: dict) -> MuData:
+    """``mdata`` with each modality restricted to the cells its transforms and prior are fitted
+    on, whose registered data are ``matrices`` (``mdata`` itself when that is every cell of data
+    in memory). Parts of a backed modality are built from ``matrices``, not with
+    ``AnnData.to_memory``, which closes the file the model goes on reading."""
+
+    def fit_part(m: str) -> AnnData:
+        adata = mdata.mod[m]
+        if not adata.isbacked:
+            return adata if len(fit_rows[m]) == adata.n_obs else adata[fit_rows[m]].copy()
+        obs, var = adata.obs.iloc[fit_rows[m]].copy(), adata.var.copy()
+        if layers[m] is None:
+            return AnnData(matrices[m], obs=obs, var=var)
+        return AnnData(obs=obs, var=var, layers={layers[m]: matrices[m]})
+
+    if not mdata.isbacked and all(len(rows) == mdata.mod[m].n_obs for m, rows in fit_rows.items()):
         return mdata
-    return MuData(
-        {m: mdata.mod[m] if mask.all() else mdata.mod[m][mask].copy() for m, mask in measured.items()}
-    )
+    return MuData({m: fit_part(m) for m in fit_rows})

@@ -14,6 +14,7 @@ from anndata import AnnData
 from mudata import MuData
 from scvi import settings
 
+from crossomics._backed import as_rows, read_rows
 from crossomics._validation import (
     check_counts,
     check_finite,
@@ -105,7 +106,7 @@ class SCCROSSDataMixin:
             source = self._data_of(modality, adata)
             where = f"query {modality!r} data" if adata is not None else f"the model's {modality!r} data"
             X, codes = self._aligned_matrix(modality, source, where)
-        X = sp.csr_matrix(X) if sp.issparse(X) else np.asarray(X)
+        X = as_rows(X, f"modality {modality!r}")
         if indices is not None:
             indices = check_indices(indices, X.shape[0], f"indices of modality {modality!r}")
             X, codes, source = X[indices], codes[indices], source[indices]
@@ -120,11 +121,12 @@ class SCCROSSDataMixin:
         features[rows] = np.concatenate(chunks)
         return features
 
-    def _measured_cells(self, modality: str, X) -> np.ndarray:
+    def _measured_cells(self, modality: str, X, row_sums: np.ndarray | None = None) -> np.ndarray:
         """Boolean mask of the rows of ``X`` measured in ``modality``: all of them, except cells
-        with zero counts under a count likelihood, which SCCROSS leaves out of that modality."""
+        with zero counts under a count likelihood, which SCCROSS leaves out of that modality
+        (``row_sums``, when known, saves a pass over ``X``)."""
         if self.likelihoods_[modality] in COUNT_LIKELIHOODS:
-            return ~empty_cells(X)
+            return ~empty_cells(X) if row_sums is None else row_sums != 0
         return np.ones(X.shape[0], dtype=bool)
 
     def _encode_measured(
@@ -154,7 +156,10 @@ class SCCROSSDataMixin:
         if batch_size is not None:
             check_positive_int(batch_size, "batch_size", settings.batch_size)
         step = batch_size or settings.batch_size
-        return (to_torch_rows(X[start : start + step], self.device) for start in range(0, X.shape[0], step))
+        return (
+            to_torch_rows(read_rows(X, start, start + step), self.device)
+            for start in range(0, X.shape[0], step)
+        )
 
 
 def rows_of_all_cells(values: np.ndarray, measured: np.ndarray) -> np.ndarray:

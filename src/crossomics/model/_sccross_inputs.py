@@ -116,7 +116,7 @@ def fit_reference_graph(projection, X, n_neighbors: int, self_weight: float, n_r
     """Store the projections of (at most ``n_reference``) training cells as the graph reference."""
     rng = np.random.default_rng(seed)
     rows = np.sort(rng.choice(X.shape[0], size=min(n_reference, X.shape[0]), replace=False))
-    reference = _apply_in_chunks(projection, X[rows])
+    reference = apply_in_chunks(projection, X[rows])
     return ReferenceGraphConvolution(
         reference, n_neighbors=min(n_neighbors, len(rows)), self_weight=self_weight
     )
@@ -160,7 +160,7 @@ def fit_gene_set_features(
         feature_to_gene,
         log_normalize=not normalized,
     )
-    scores = _apply_in_chunks(scorer.scores, X)
+    scores = apply_in_chunks(scorer.scores, X)
     mean = scores.mean(0)
     std = scores.std(0)
     std[std < STD_FLOOR] = 1.0
@@ -184,13 +184,13 @@ def fit_common_gene_features(
     features = {}
     for m in modalities:
         unscaled = space.module(m)
-        std = _apply_in_chunks(unscaled, matrices[m]).std(0)
+        std = apply_in_chunks(unscaled, matrices[m]).std(0)
         features[m] = space.module(m, output_std=np.maximum(std, STD_FLOOR))
     return features
 
 
 @torch.no_grad()
-def _apply_in_chunks(transform, X, size: int = 2048) -> np.ndarray:
+def apply_in_chunks(transform, X, size: int = 2048) -> np.ndarray:
     """``transform`` of the rows of ``X``, 2,048 rows at a time (CSR tensors when ``X`` is sparse)."""
     return np.concatenate(
         [transform(to_torch_rows(X[start : start + size])).numpy() for start in range(0, X.shape[0], size)]
