@@ -83,12 +83,20 @@ def synthetic_unpaired(n_cells: int, seed: int) -> md.MuData:
 
 
 class StepTimer(pl.Callback):
-    """Seconds of every training step, with the stage (1 or 2) it belonged to."""
+    """Seconds of every training step, with the stage (1 or 2) it belonged to, and of every
+    epoch's training loop (validation excluded)."""
 
     def __init__(self, pretrain_epochs: int):
         self.pretrain_epochs = pretrain_epochs
         self.steps: list[tuple[int, float]] = []
-        self._start = 0.0
+        self.epochs: list[float] = []
+        self._start = self._epoch_start = 0.0
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        self._epoch_start = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        self.epochs.append(time.perf_counter() - self._epoch_start)
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
         self._start = time.perf_counter()
@@ -111,9 +119,9 @@ def prepare(n_cells: int, seed: int, data_dir: Path) -> None:
         path.with_suffix(".partial").rename(path)
 
 
-def run_row(n_cells: int, storage: str, processes: int, threads: int, args) -> dict | None:
-    """Read the data, construct SCCROSS and time ``args.steps`` steps of each stage; ``None``
-    on ranks other than 0 of a multi-process run."""
+def run_row(n_cells: int, storage: str, processes: int, threads: int, full: bool, args) -> dict | None:
+    """Read the data, construct SCCROSS and time ``args.steps`` steps of each stage (a whole
+    epoch of each when ``full``); ``None`` on ranks other than 0 of a multi-process run."""
     set_threads(threads)
     path = data_file(args.data_dir, n_cells, args.seed)
     start = time.perf_counter()
@@ -132,7 +140,7 @@ def run_row(n_cells: int, storage: str, processes: int, threads: int, args) -> d
         pretrain_epochs=1,
         batch_size=args.batch_size,
         callbacks=[timer],
-        limit_train_batches=args.steps,
+        limit_train_batches=None if full else args.steps,
         limit_val_batches=2,
         enable_progress_bar=False,
         enable_model_summary=False,
@@ -151,6 +159,7 @@ def run_row(n_cells: int, storage: str, processes: int, threads: int, args) -> d
         "storage": storage,
         "processes": processes,
         "threads": threads,
+        "full_epochs": full,
         "read_s": data_seconds,
         "file_gb": path.stat().st_size / 1024**3,
         "setup_s": setup_seconds,
@@ -160,6 +169,7 @@ def run_row(n_cells: int, storage: str, processes: int, threads: int, args) -> d
         median = float(np.median(times[stages == stage])) if (stages == stage).any() else np.nan
         row[f"s_per_step_stage{stage}"] = median
         row[f"est_s_per_epoch_stage{stage}"] = median * steps_per_epoch
+        row[f"measured_s_epoch_stage{stage}"] = timer.epochs[stage - 1] if full else np.nan
     row.update(
         {
             "steps_per_epoch": steps_per_epoch,
@@ -199,15 +209,15 @@ def plot(table: pd.DataFrame, title: str):
     return fig
 
 
-def planned_rows(args) -> list[tuple[int, str, int, int]]:
-    """``(cells, storage, processes, threads)`` of every row of the study."""
+def planned_rows(args) -> list[tuple[int, str, int, int, bool]]:
+    """``(cells, storage, processes, threads, whole epochs)`` of every row of the study."""
     if args.quick:
-        return [(n, "memory", 1, 1) for n in (10_000, 30_000)]
-    sizes = args.sizes or [10_000, 100_000, 300_000, 1_000_000]
-    rows = [(n, storage, 1, 1) for n in sizes for storage in args.storage]
+        return [(n, "memory", 1, 1, False) for n in (10_000, 30_000)]
+    rows = [(args.epoch_size, "backed", 1, 2, True)] if args.epoch_size else []
     if args.ddp_size:
-        rows += [(args.ddp_size, "memory", 2, 1), (args.ddp_size, "memory", 1, 2)]
-    return rows
+        rows += [(args.ddp_size, "memory", 2, 1, False), (args.ddp_size, "memory", 1, 2, False)]
+    sizes = args.sizes or [10_000, 100_000, 300_000, 1_000_000]
+    return rows + [(n, storage, 1, 1, False) for n in sizes for storage in args.storage]
 
 
 def main(argv=None) -> None:
@@ -216,12 +226,21 @@ def main(argv=None) -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=None)
     parser.add_argument("--storage", nargs="+", choices=["memory", "backed"], default=["memory", "backed"])
     parser.add_argument("--ddp-size", type=int, default=100_000, help="cells of the 2-process rows; 0: none")
+    parser.add_argument(
+        "--epoch-size",
+        type=int,
+        default=1_000_000,
+        help="cells of the backed row timed over whole epochs; 0: none",
+    )
     parser.add_argument("--steps", type=int, default=30, help="training steps timed per stage")
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--model-kwargs", type=json.loads, default={}, help="JSON of SCCROSS arguments")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data-dir", type=Path, default=Path("/tmp/crossomics_scaling"))
     parser.add_argument("--assemble-only", action="store_true", help="rewrite the report from the CSV")
+    parser.add_argument(
+        "--append", action="store_true", help="keep the CSV's rows and run only the missing ones"
+    )
     parser.add_argument("--prepare", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -230,22 +249,28 @@ def main(argv=None) -> None:
         prepare(args.prepare, args.seed, args.data_dir)
         return
     if args.worker:
-        n_cells, storage, processes, threads = args.worker.split(",")
-        row = run_row(int(n_cells), storage, int(processes), int(threads), args)
+        n_cells, storage, processes, threads, full = args.worker.split(",")
+        row = run_row(int(n_cells), storage, int(processes), int(threads), full == "True", args)
         if row is not None:
             print("RESULT " + json.dumps(row), flush=True)
         return
     planned = [] if args.assemble_only else planned_rows(args)
-    rows = pd.read_csv(stem.with_suffix(".csv")).to_dict("records") if args.assemble_only else []
+    keep = args.assemble_only or args.append
+    rows = pd.read_csv(stem.with_suffix(".csv")).to_dict("records") if keep else []
+    done_keys = {
+        (r["n_cells"], r["storage"], r["processes"], r["threads"], bool(r.get("full_epochs"))) for r in rows
+    }
+    planned = [row for row in planned if row not in done_keys]
     failures = []
-    forwarded = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--quick"]
+    forwarded = [a for a in (argv if argv is not None else sys.argv[1:]) if a not in ("--quick", "--append")]
     script = [sys.executable, str(Path(__file__).resolve()), *forwarded]
     for n_cells in sorted({n for n, *_ in planned}):
         subprocess.run([*script, "--prepare", str(n_cells)], check=True)
-    for n_cells, storage, processes, threads in planned:
+    for n_cells, storage, processes, threads, full in planned:
         label = f"{n_cells:,} cells, {storage}, {processes} process(es) x {threads} thread(s)"
+        label += ", whole epochs" if full else ""
         print(f"[scaling] {label}", flush=True)
-        command = [*script, "--worker", f"{n_cells},{storage},{processes},{threads}"]
+        command = [*script, "--worker", f"{n_cells},{storage},{processes},{threads},{full}"]
         done = subprocess.run(command, stdout=subprocess.PIPE, text=True, check=False)
         results = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
         if done.returncode != 0 or not results:
@@ -254,6 +279,8 @@ def main(argv=None) -> None:
             continue
         rows.append(json.loads(results[-1].removeprefix("RESULT ")))
         print(rows[-1], flush=True)
+        # saved after every row, so a run cut short keeps what it measured (--append goes on)
+        pd.DataFrame(rows).to_csv(stem.with_suffix(".csv"), index=False)
     table = pd.DataFrame(rows)
     settings = {"steps": args.steps, "batch_size": args.batch_size, "model_kwargs": args.model_kwargs}
     title = "SCCROSS scaling on resampled mouse cortex cells" + (" (quick)" if args.quick else "")
@@ -269,7 +296,8 @@ def main(argv=None) -> None:
         "gene-set scores and MNN prior on at most `n_fit_cells` = 50,000 cells per modality, then "
         "the prior of the other cells); `read_s`: reading the file; `file_gb`: its size; "
         "`peak_rss_*`: the subprocess's peak resident memory after construction and at the end "
-        "(rank 0's with 2 processes).",
+        "(rank 0's with 2 processes). The row with `full_epochs` trains one whole epoch of each "
+        "stage, and `measured_s_epoch_stage*` is the measured training-loop time of that epoch.",
         "",
     ]
     if len(table):

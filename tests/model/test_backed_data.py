@@ -112,3 +112,24 @@ def test_csc_on_disk_and_bad_counts_on_disk_are_refused(tmp_path):
     mdata = md.read_h5mu(tmp_path / "neg.h5mu", backed=True)
     with pytest.raises(ValueError, match=r"modality 'rna' .X has negative values"):
         co.SCCROSS.setup_mudata(mdata, modalities=["rna", "protein"])
+
+
+def test_backed_query_maps_trains_and_generates_as_in_memory(cortex_file, tmp_path):
+    torch.set_num_threads(1)
+    reference = _fit(md.read_h5mu(cortex_file), epochs=4)
+    query = _unpaired_cortex(900)[300:]  # cells the reference never saw (some overlap by chance)
+    atac = query.mod["atac"].copy()
+    md.MuData({"atac": atac}).write(tmp_path / "query.h5mu")
+    results = {}
+    for storage in ("memory", "backed"):
+        data = md.read_h5mu(tmp_path / "query.h5mu", backed=storage == "backed")
+        scvi.settings.seed = 0
+        mapped = co.SCCROSS.load_query_data(data, reference, train_encoders=True)
+        mapped.train(max_epochs=2, batch_size=128, **FAST)
+        results[storage] = (
+            mapped.get_latent_representation(modality="atac"),
+            mapped.cross_generate(source="atac", target="rna", output="mean").X,
+        )
+    np.testing.assert_array_equal(results["memory"][0], results["backed"][0])
+    np.testing.assert_array_equal(results["memory"][1], results["backed"][1])
+    assert np.isfinite(results["backed"][0]).all()
