@@ -749,6 +749,15 @@ INIT = [
         fresh(),
     ),
     bad(
+        "init-n-fit-cells-too-few",
+        "a fit sample too small for the fixed projections",
+        lambda e, d: small_model(d, n_fit_cells=10),
+        ValueError,
+        r"n_fit_cells=10",
+        r"integer >= 100.*or None to fit on every cell",
+        fresh(),
+    ),
+    bad(
         "init-graph-self-weight-above-one",
         "the self weight of the graph convolution is a fraction",
         lambda e, d: small_model(d, graph_self_weight=1.5),

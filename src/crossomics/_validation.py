@@ -1,11 +1,13 @@
 """Input checks shared by preprocessing and models.
 
 Every check raises a ``ValueError`` that names the offending input and says how to fix it,
-and none of them modifies its argument.
+and none of them modifies its argument. Matrix checks read a matrix left on disk (a backed
+AnnData's) one block of rows at a time.
 """
 
 from __future__ import annotations
 
+import functools
 from numbers import Real
 
 import numpy as np
@@ -35,25 +37,32 @@ def _values(X) -> np.ndarray:
     return np.asarray(X)
 
 
+def _blockwise(check):
+    """``check`` of a matrix, applied to a matrix left on disk one block of rows at a time."""
+
+    @functools.wraps(check)
+    def checked(X, *args, **kwargs) -> None:
+        if isinstance(X, BackedRows):
+            for _, block in X.blocks():
+                check(block, *args, **kwargs)
+        else:
+            check(X, *args, **kwargs)
+
+    return checked
+
+
+@_blockwise
 def check_finite(X, name: str) -> None:
-    """Raise if ``X`` holds NaN or infinite values (read a block at a time when on disk)."""
-    if isinstance(X, BackedRows):
-        for _, block in X.blocks():
-            check_finite(block, name)
-        return
+    """Raise if ``X`` holds NaN or infinite values."""
     values = _values(X)
     if np.issubdtype(values.dtype, np.floating) and not np.isfinite(values).all():
         n_bad = int((~np.isfinite(values)).sum())
         raise ValueError(f"{name} has {n_bad} NaN/inf values; remove or impute them before use")
 
 
+@_blockwise
 def check_counts(X, name: str, hint: str = "") -> None:
-    """Raise if ``X`` is not a matrix of non-negative integer counts (read a block at a time
-    when on disk)."""
-    if isinstance(X, BackedRows):
-        for _, block in X.blocks():
-            check_counts(block, name, hint)
-        return
+    """Raise if ``X`` is not a matrix of non-negative integer counts."""
     check_finite(X, name)
     values = _values(X)
     if values.size and values.min() < 0:
@@ -79,12 +88,9 @@ def is_count_matrix(X) -> bool:
     return True
 
 
+@_blockwise
 def check_nonnegative(X, name: str, hint: str = "") -> None:
     """Raise if ``X`` holds NaN, infinite or negative values."""
-    if isinstance(X, BackedRows):
-        for _, block in X.blocks():
-            check_nonnegative(block, name, hint)
-        return
     check_finite(X, name)
     values = _values(X)
     if values.size and values.min() < 0:

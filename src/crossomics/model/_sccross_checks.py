@@ -82,6 +82,14 @@ def check_init_arguments(arguments: Mapping) -> None:
         check_positive_int(
             arguments["n_alignment_regions"], "n_alignment_regions", 30, why=", or None to turn it off"
         )
+    if arguments["n_fit_cells"] is not None:
+        check_positive_int(
+            arguments["n_fit_cells"],
+            "n_fit_cells",
+            50_000,
+            minimum=100,
+            why=" (the fixed projections need more cells than components), or None to fit on every cell",
+        )
     prior_kwargs = arguments["prior_kwargs"]
     if prior_kwargs is None:
         return

@@ -14,7 +14,7 @@ from anndata import AnnData
 from mudata import MuData
 from scvi import settings
 
-from crossomics._backed import as_rows, read_rows
+from crossomics._backed import BackedRows, as_rows, read_rows
 from crossomics._validation import (
     check_counts,
     check_finite,
@@ -90,8 +90,9 @@ class SCCROSSDataMixin:
 
     def _modality_data(
         self, modality: str, adata: AnnData | MuData | None = None, indices: Sequence[int] | None = None
-    ) -> tuple[sp.csr_matrix | np.ndarray, AnnData, np.ndarray]:
-        """Data matrix (training feature order), the AnnData it came from and batch codes.
+    ) -> tuple[sp.csr_matrix | np.ndarray | BackedRows, AnnData, np.ndarray]:
+        """Data matrix (training feature order; left on disk for backed data), the AnnData it
+        came from and batch codes.
 
         ``adata=None`` uses the model's data (registered at construction, or given to
         :meth:`load`); a query AnnData (or MuData holding the modality) must have the training
