@@ -47,10 +47,7 @@ def fit_regional_alignment(
     rounds = []
     rng = np.random.default_rng(seed)
     for _ in range(n_rounds):
-        stacked = np.concatenate(list(current.values()))
-        sample = stacked
-        if len(stacked) > MAX_KMEANS_CELLS:
-            sample = stacked[rng.choice(len(stacked), MAX_KMEANS_CELLS, replace=False)]
+        sample = _stacked_rows(current, rng)
         k = min(n_regions, len(sample))
         centroids = KMeans(k, n_init=3, random_state=seed).fit(sample).cluster_centers_
         nearest = _squared_distances(sample, centroids).min(1)
@@ -97,6 +94,24 @@ def fit_regional_alignment(
             for m, z in current.items()
         }
     return rounds
+
+
+def _stacked_rows(embeddings: dict[str, np.ndarray], rng: np.random.Generator) -> np.ndarray:
+    """All modalities' rows stacked, or ``MAX_KMEANS_CELLS`` of them drawn at random: the same
+    rows as indexing the stacked array, without building it (at a million cells per modality it
+    was the largest array of the fit)."""
+    sizes = [len(z) for z in embeddings.values()]
+    if sum(sizes) <= MAX_KMEANS_CELLS:
+        return np.concatenate(list(embeddings.values()))
+    picks = rng.choice(sum(sizes), MAX_KMEANS_CELLS, replace=False)
+    width = next(iter(embeddings.values())).shape[1]
+    sample = np.empty((MAX_KMEANS_CELLS, width), dtype=np.result_type(*embeddings.values()))
+    start = 0
+    for z, size in zip(embeddings.values(), sizes, strict=True):
+        mine = (picks >= start) & (picks < start + size)
+        sample[mine] = z[picks[mine] - start]
+        start += size
+    return sample
 
 
 def _codes(codes: np.ndarray | None, modality: str, n_cells: int) -> np.ndarray:
