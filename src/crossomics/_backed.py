@@ -80,7 +80,8 @@ class BackedRows:
                 # HDF5 reads need increasing, unique positions
                 unique, inverse = np.unique(wanted, return_inverse=True)
                 block = self.source[unique]
-                block = block[inverse] if len(unique) < len(wanted) or (np.diff(wanted) < 0).any() else block
+                if not np.array_equal(unique, wanted):
+                    block = block[inverse]
         if self.columns is not None:
             block = block[:, self.columns]
         return sp.csr_matrix(block) if sp.issparse(block) else np.asarray(block)
